@@ -1,0 +1,125 @@
+"""Experiment configs: one frozen dataclass per run, loaded from ``experiments/<name>.py`` and
+saved as JSON beside the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import runpy
+from typing import Any
+
+from rlhp_jax import validation as v
+from rlhp_jax.envs.hopper import HopperConfig
+from rlhp_jax.ppo import PPOConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """Budget, seeds and what the run leaves behind."""
+
+  total_env_steps: int = 5_000_000
+  """Env steps to train for (all envs together)."""
+  seed: int = 0
+  num_seeds: int = 1
+  """Independent seeds trained together in one compile (vmap); seeds are seed..seed+n-1."""
+  eval_every: int = 250_000
+  """Env steps between evaluations of the deterministic policy."""
+  eval_episodes: int = 10
+  iterations_per_call: int = 10
+  """Training iterations fused into one jitted call (scan); progress is reported between calls."""
+  out_dir: str = "runs"
+  """Run directories are created under this folder."""
+  video: bool = True
+  """Render an mp4 of the final policy (CPU MuJoCo renderer, EGL or OSMesa)."""
+  video_width: int = 480
+  video_height: int = 360
+
+  def __post_init__(self):
+    for name in ("total_env_steps", "num_seeds", "eval_every", "eval_episodes",
+                 "iterations_per_call", "video_width", "video_height"):
+      v.positive_int(getattr(self, name), f"run.{name}")
+    v.require(isinstance(self.seed, int) and self.seed >= 0, "run.seed",
+              f"must be an integer >= 0, got {self.seed!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """A whole experiment: env, agent, run settings."""
+
+  name: str = "experiment"
+  env: HopperConfig = HopperConfig()
+  ppo: PPOConfig = PPOConfig()
+  run: RunConfig = RunConfig()
+
+  def __post_init__(self):
+    v.require(isinstance(self.name, str) and self.name.replace("_", "").replace("-", "").isalnum(),
+              "name", f"must be letters, digits, '-' or '_', got {self.name!r}")
+
+
+def to_dict(cfg) -> dict[str, Any]:
+  """JSON-ready dict of a config (tuples become lists, inf becomes a string)."""
+  def clean(x):
+    if isinstance(x, float) and not math.isfinite(x):
+      return str(x)
+    if isinstance(x, (list, tuple)):
+      return [clean(i) for i in x]
+    if isinstance(x, dict):
+      return {k: clean(i) for k, i in x.items()}
+    return x
+  return clean(dataclasses.asdict(cfg))
+
+
+def save(cfg, path: str) -> None:
+  with open(path, "w") as f:
+    json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+  """Rebuilds a config from ``to_dict`` output; unknown fields raise a one-line ConfigError."""
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  kwargs = {}
+  for key, value in data.items():
+    where = f"{prefix}{key}"
+    if key not in fields:
+      close = difflib.get_close_matches(key, fields, n=1)
+      hint = f"did you mean '{prefix}{close[0]}'?" if close else f"known: {', '.join(fields)}"
+      raise v.ConfigError(f"{where}: unknown field; {hint}")
+    ftype = fields[key].type
+    sub = _dataclass_type(cls, key)
+    if sub is not None and isinstance(value, dict):
+      value = from_dict(sub, value, prefix=f"{where}.")
+    elif isinstance(value, str) and value in ("inf", "-inf") and "float" in str(ftype):
+      value = float(value)
+    elif isinstance(value, list):
+      value = tuple(value)
+    kwargs[key] = value
+  return cls(**kwargs)
+
+
+def _dataclass_type(cls, name):
+  default = {f.name: f for f in dataclasses.fields(cls)}[name].default
+  return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def load_experiment(path: str) -> ExperimentConfig:
+  """Runs ``experiments/<name>.py`` (or a saved ``config.json``) and returns its ``CONFIG``."""
+  if not os.path.exists(path):
+    raise v.ConfigError(f"experiment: no such file {path!r}; pass a path such as "
+                        "experiments/hopper_synthetic.py")
+  if path.endswith(".json"):
+    with open(path) as f:
+      data = json.load(f)
+    return from_dict(config_class(data), data)
+  namespace = runpy.run_path(path)
+  cfg = namespace.get("CONFIG")
+  v.require(cfg is not None and dataclasses.is_dataclass(cfg), "CONFIG",
+            f"{path} must define CONFIG = ExperimentConfig(...)")
+  return cfg
+
+
+def config_class(data: dict):
+  """The config class a saved dict belongs to (later issues add preference experiments)."""
+  return ExperimentConfig

@@ -1,0 +1,352 @@
+"""Pure-functional PPO (Schulman et al. 2017) for a vmapped MJX env.
+
+One iteration, read top to bottom:
+
+    rollout        lax.scan over ``unroll_length`` steps of the vmapped env and the policy
+                   -> Transition[T, B] (obs, action, qpos/qvel, true reward, ...)
+    rewards        chosen by the caller: the true reward, or a learned one (issue 3)
+    update         GAE, then ``num_epochs`` x ``num_minibatches`` clipped-objective SGD steps
+
+The reward PPO optimises is an argument of ``update``; nothing here reads ``true_reward``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from brax.training.acme import running_statistics, specs
+from flax import struct
+
+from rlhp_jax import networks
+from rlhp_jax import validation as v
+from rlhp_jax.envs.hopper import EnvState, Hopper
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+  """PPO hyperparameters."""
+
+  num_envs: int = 256
+  """Envs stepped in parallel (vmap)."""
+  unroll_length: int = 64
+  """Env steps per env per iteration; an iteration collects num_envs * unroll_length steps."""
+  num_epochs: int = 5
+  """Passes over each iteration's batch."""
+  num_minibatches: int = 16
+  """Minibatches per epoch; must divide num_envs * unroll_length."""
+  learning_rate: float = 3e-4
+  anneal_lr: bool = True
+  """Decay the learning rate linearly to 0 over the run."""
+  discount: float = 0.99
+  gae_lambda: float = 0.95
+  clip_eps: float = 0.2
+  value_cost: float = 0.5
+  entropy_cost: float = 0.0
+  max_grad_norm: float = 0.5
+  reward_scale: float = 1.0
+  """Rewards are multiplied by this before GAE."""
+  normalize_advantages: bool = True
+  normalize_observations: bool = True
+  """Running mean/std normalisation of observations, updated from each rollout."""
+  policy_hidden: Sequence[int] = (64, 64)
+  value_hidden: Sequence[int] = (64, 64)
+  init_log_std: float = -0.5
+
+  def __post_init__(self):
+    for name in ("num_envs", "unroll_length", "num_epochs", "num_minibatches"):
+      v.positive_int(getattr(self, name), f"ppo.{name}")
+    v.require(self.batch_size % self.num_minibatches == 0, "ppo.num_minibatches",
+              f"must divide num_envs * unroll_length = {self.batch_size}; "
+              f"got {self.num_minibatches}")
+    v.positive(self.learning_rate, "ppo.learning_rate")
+    v.probability(self.discount, "ppo.discount")
+    v.probability(self.gae_lambda, "ppo.gae_lambda")
+    v.positive(self.clip_eps, "ppo.clip_eps")
+    v.non_negative(self.value_cost, "ppo.value_cost")
+    v.non_negative(self.entropy_cost, "ppo.entropy_cost")
+    v.positive(self.max_grad_norm, "ppo.max_grad_norm")
+    v.positive(self.reward_scale, "ppo.reward_scale")
+    for name in ("policy_hidden", "value_hidden"):
+      sizes = getattr(self, name)
+      v.require(len(sizes) > 0 and all(isinstance(s, int) and s > 0 for s in sizes),
+                f"ppo.{name}", f"must be a non-empty list of positive layer widths, got {sizes!r}")
+    object.__setattr__(self, "policy_hidden", tuple(self.policy_hidden))
+    object.__setattr__(self, "value_hidden", tuple(self.value_hidden))
+
+  @property
+  def batch_size(self) -> int:
+    return self.num_envs * self.unroll_length
+
+  @property
+  def minibatch_size(self) -> int:
+    return self.batch_size // self.num_minibatches
+
+
+@struct.dataclass
+class Transition:
+  """One env step for every env; leaves are [T, B, ...] after a rollout."""
+
+  obs: jax.Array          # [11] observation the action was taken in
+  action: jax.Array       # [3] raw Gaussian sample (the env clips it to [-1, 1])
+  log_prob: jax.Array     # [] log pi(action | obs) under the behaviour policy
+  value: jax.Array        # [] V(obs)
+  next_obs: jax.Array     # [11] observation after the step, before any reset
+  next_value: jax.Array   # [] V(next_obs), for bootstrapping through time limits
+  terminated: jax.Array   # [] bool, episode ended by failure (no bootstrap)
+  done: jax.Array         # [] bool, episode ended (terminated or truncated)
+  qpos: jax.Array         # [6] physical state before the step, for clips and oracles
+  qvel: jax.Array         # [6]
+  true_reward: jax.Array  # [] task oracle score; PPO never reads it
+  episode_return: jax.Array  # [] true return of the episode that ended here (0 if not done)
+
+
+@struct.dataclass
+class AgentParams:
+  policy: dict
+  value: dict
+  obs_stats: running_statistics.RunningStatisticsState
+
+
+@struct.dataclass
+class PPOState:
+  params: AgentParams
+  opt_state: optax.OptState
+  env_state: EnvState      # batched over num_envs
+  key: jax.Array
+  env_steps: jax.Array     # [] int32, env steps collected so far
+
+
+class Agent:
+  """Static pieces of the agent: network definitions and the optimiser."""
+
+  def __init__(self, cfg: PPOConfig, obs_size: int, action_size: int, total_updates: int = 1):
+    self.cfg = cfg
+    self.obs_size = obs_size
+    self.policy_net = networks.Policy(cfg.policy_hidden, action_size, cfg.init_log_std)
+    self.value_net = networks.Value(cfg.value_hidden)
+    lr = (optax.linear_schedule(cfg.learning_rate, 0.0, max(total_updates, 1))
+          if cfg.anneal_lr else cfg.learning_rate)
+    self.optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
+                                 optax.adam(lr, eps=1e-5))
+
+  def init(self, key: jax.Array) -> AgentParams:
+    kp, kv = jax.random.split(key)
+    dummy = jnp.zeros((1, self.obs_size))
+    stats = running_statistics.init_state(specs.Array((self.obs_size,), jnp.float32))
+    return AgentParams(policy=self.policy_net.init(kp, dummy),
+                       value=self.value_net.init(kv, dummy), obs_stats=stats)
+
+  def normalize(self, params: AgentParams, obs: jax.Array) -> jax.Array:
+    if not self.cfg.normalize_observations:
+      return obs
+    return jnp.clip(running_statistics.normalize(obs, params.obs_stats), -10.0, 10.0)
+
+  def distribution(self, params: AgentParams, obs: jax.Array):
+    return self.policy_net.apply(params.policy, self.normalize(params, obs))
+
+  def value(self, params: AgentParams, obs: jax.Array) -> jax.Array:
+    return self.value_net.apply(params.value, self.normalize(params, obs))
+
+  def act(self, params: AgentParams, obs: jax.Array, key: jax.Array):
+    """Samples an action: returns (action, log_prob)."""
+    mean, log_std = self.distribution(params, obs)
+    action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return action, networks.gaussian_log_prob(action, mean, log_std)
+
+  def deterministic_action(self, params: AgentParams, obs: jax.Array) -> jax.Array:
+    return self.distribution(params, obs)[0]
+
+
+def rollout(agent: Agent, env: Hopper, params: AgentParams, env_state: EnvState, key: jax.Array,
+            length: int) -> tuple[EnvState, Transition]:
+  """Steps the batched envs ``length`` times under the stochastic policy.
+
+  env_state: batched over B envs. Returns the final state and Transition[length, B].
+  Finished episodes are restarted in place (``Hopper.auto_reset``).
+  """
+  step = jax.vmap(env.step)
+  reset = jax.vmap(env.auto_reset)
+
+  def one_step(state: EnvState, step_key):
+    action, log_prob = agent.act(params, state.obs, step_key)
+    nxt = step(state, action)
+    tr = Transition(
+        obs=state.obs, action=action, log_prob=log_prob, value=agent.value(params, state.obs),
+        next_obs=nxt.obs, next_value=agent.value(params, nxt.obs), terminated=nxt.terminated,
+        done=nxt.done, qpos=state.data.qpos, qvel=state.data.qvel, true_reward=nxt.true_reward,
+        episode_return=jnp.where(nxt.done, nxt.episode_return, 0.0))
+    return reset(nxt), tr
+
+  return jax.lax.scan(one_step, env_state, jax.random.split(key, length))
+
+
+def compute_gae(rewards, values, next_values, terminated, done, discount, gae_lambda):
+  """Generalised advantage estimation over the time axis (axis 0); other axes broadcast.
+
+  delta_t = r_t + discount * (1 - terminated_t) * V(s'_t) - V(s_t)
+  A_t     = delta_t + discount * gae_lambda * (1 - done_t) * A_{t+1},   A_T = 0
+  returns: (advantages [T, ...], value targets A + V [T, ...])
+
+  ``V(s'_t)`` is the value of the observation after step t before any reset, so episodes cut by
+  the time limit are bootstrapped and episodes ended by failure are not.
+  """
+  not_term = 1.0 - terminated.astype(rewards.dtype)
+  not_done = 1.0 - done.astype(rewards.dtype)
+  deltas = rewards + discount * not_term * next_values - values
+
+  def backward(adv_next, xs):
+    delta, nd = xs
+    adv = delta + discount * gae_lambda * nd * adv_next
+    return adv, adv
+
+  _, advantages = jax.lax.scan(backward, jnp.zeros_like(deltas[0]), (deltas, not_done),
+                               reverse=True)
+  return advantages, advantages + values
+
+
+@struct.dataclass
+class Batch:
+  obs: jax.Array
+  action: jax.Array
+  log_prob: jax.Array
+  advantage: jax.Array
+  target: jax.Array
+
+
+def ppo_loss(params: AgentParams, batch: Batch, *, agent: Agent):
+  """Clipped-surrogate PPO loss on a minibatch.
+
+  ratio   = exp(log pi(a|s) - log pi_old(a|s))
+  L_pi    = -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))
+  L_v     = 0.5 * mean((V(s) - target)^2)
+  loss    = L_pi + value_cost * L_v - entropy_cost * mean(H[pi(.|s)])
+  Advantages are normalised per minibatch when ``normalize_advantages``.
+  """
+  cfg = agent.cfg
+  mean, log_std = agent.distribution(params, batch.obs)
+  log_prob = networks.gaussian_log_prob(batch.action, mean, log_std)
+  adv = batch.advantage
+  if cfg.normalize_advantages:
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+  log_ratio = log_prob - batch.log_prob
+  ratio = jnp.exp(log_ratio)
+  policy_loss = -jnp.mean(jnp.minimum(ratio * adv,
+                                      jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv))
+  value_loss = 0.5 * jnp.mean((agent.value(params, batch.obs) - batch.target) ** 2)
+  entropy = jnp.mean(networks.gaussian_entropy(log_std))
+  loss = policy_loss + cfg.value_cost * value_loss - cfg.entropy_cost * entropy
+  metrics = {"ppo/policy_loss": policy_loss, "ppo/value_loss": value_loss,
+             "ppo/entropy": entropy, "ppo/approx_kl": jnp.mean((ratio - 1) - log_ratio),
+             "ppo/clip_frac": jnp.mean(jnp.abs(ratio - 1) > cfg.clip_eps)}
+  return loss, metrics
+
+
+def trainable(params: AgentParams):
+  """The weights the optimiser updates (observation statistics are not trained)."""
+  return {"policy": params.policy, "value": params.value}
+
+
+def minibatch_step(agent: Agent, carry, minibatch: Batch):
+  params, opt_state = carry
+
+  def loss_of_weights(weights):
+    return ppo_loss(params.replace(**weights), minibatch, agent=agent)
+
+  grads, metrics = jax.grad(loss_of_weights, has_aux=True)(trainable(params))
+  updates, opt_state = agent.optimizer.update(grads, opt_state, trainable(params))
+  params = params.replace(**optax.apply_updates(trainable(params), updates))
+  return (params, opt_state), metrics
+
+
+def epoch_step(agent: Agent, carry, key, batch: Batch):
+  cfg = agent.cfg
+  perm = jax.random.permutation(key, cfg.batch_size)
+  shuffled = jax.tree.map(
+      lambda x: x[perm].reshape(cfg.num_minibatches, cfg.minibatch_size, *x.shape[1:]), batch)
+  return jax.lax.scan(functools.partial(minibatch_step, agent), carry, shuffled)
+
+
+def update(agent: Agent, params: AgentParams, opt_state, transitions: Transition,
+           rewards: jax.Array, key: jax.Array):
+  """GAE on ``rewards`` [T, B], then the clipped-objective epochs. Returns (params, opt_state,
+  metrics). Observation statistics are updated from this batch before the epochs."""
+  cfg = agent.cfg
+  advantages, targets = compute_gae(rewards * cfg.reward_scale, transitions.value,
+                                    transitions.next_value, transitions.terminated,
+                                    transitions.done, cfg.discount, cfg.gae_lambda)
+  flat = lambda x: x.reshape(cfg.batch_size, *x.shape[2:])
+  batch = Batch(obs=flat(transitions.obs), action=flat(transitions.action),
+                log_prob=flat(transitions.log_prob), advantage=flat(advantages),
+                target=flat(targets))
+  if cfg.normalize_observations:
+    params = params.replace(
+        obs_stats=running_statistics.update(params.obs_stats, batch.obs))
+  # The value/policy networks see observations through the new statistics: the behaviour
+  # log-probs were taken under the old ones, which the clipped ratio tolerates (as brax does).
+  (params, opt_state), metrics = jax.lax.scan(
+      lambda c, k: epoch_step(agent, c, k, batch), (params, opt_state),
+      jax.random.split(key, cfg.num_epochs))
+  metrics = jax.tree.map(jnp.mean, metrics)
+  metrics["ppo/reward_mean"] = jnp.mean(rewards)
+  return params, opt_state, metrics
+
+
+def init_state(agent: Agent, env: Hopper, key: jax.Array) -> PPOState:
+  k_agent, k_env, k_state = jax.random.split(key, 3)
+  params = agent.init(k_agent)
+  env_state = jax.vmap(env.reset)(jax.random.split(k_env, agent.cfg.num_envs))
+  return PPOState(params=params, opt_state=agent.optimizer.init(trainable(params)), env_state=env_state,
+                  key=k_state, env_steps=jnp.zeros((), jnp.int32))
+
+
+def train_step(agent: Agent, env: Hopper, state: PPOState, reward_fn, reward_params=None):
+  """One PPO iteration: rollout -> rewards -> update. Pure; jit it or scan it.
+
+  reward_fn(reward_params, transitions) -> rewards [T, B]. For the true reward, use
+  ``true_reward_fn``; issue 3 passes the learned reward ensemble.
+  Returns (state, transitions, metrics).
+  """
+  key, k_roll, k_upd = jax.random.split(state.key, 3)
+  env_state, tr = rollout(agent, env, state.params, state.env_state, k_roll,
+                          agent.cfg.unroll_length)
+  rewards = reward_fn(reward_params, tr)
+  params, opt_state, metrics = update(agent, state.params, state.opt_state, tr, rewards, k_upd)
+  n_done = jnp.sum(tr.done)
+  metrics["train/episodes"] = n_done
+  metrics["train/episode_return"] = jnp.sum(tr.episode_return) / jnp.maximum(n_done, 1)
+  metrics["train/true_reward"] = jnp.mean(tr.true_reward)
+  state = PPOState(params=params, opt_state=opt_state, env_state=env_state, key=key,
+                   env_steps=state.env_steps + agent.cfg.batch_size)
+  return state, tr, metrics
+
+
+def true_reward_fn(_, transitions: Transition) -> jax.Array:
+  """Reward for PPO on the task itself (baselines): the oracle's score."""
+  return transitions.true_reward
+
+
+def evaluate(agent: Agent, env: Hopper, params: AgentParams, key: jax.Array,
+             num_episodes: int = 10):
+  """Deterministic-policy evaluation: true return of ``num_episodes`` full episodes.
+
+  Each episode runs until termination or ``episode_length`` steps; returns per-episode
+  (true_return [E], length [E]) and the qpos/qvel trace of episode 0 ([L, 6] each) for video.
+  """
+  states = jax.vmap(env.reset)(jax.random.split(key, num_episodes))
+  step = jax.vmap(env.step)
+
+  def one_step(carry, _):
+    state, alive = carry
+    nxt = step(state, agent.deterministic_action(params, state.obs))
+    reward = jnp.where(alive, nxt.true_reward, 0.0)
+    trace = (state.data.qpos[0], state.data.qvel[0], alive[0])
+    return (nxt, alive & ~nxt.done), (reward, alive, trace)
+
+  _, (rewards, alive, trace) = jax.lax.scan(one_step, (states, jnp.ones(num_episodes, bool)),
+                                            length=env.cfg.episode_length)
+  return rewards.sum(0), alive.sum(0), trace

@@ -1,0 +1,92 @@
+"""What a run leaves behind: metrics (JSONL), learning-curve PNG, policy video. Host side."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Iterable
+
+import numpy as np
+
+
+def to_python(x):
+  """Host copy of a metric: numpy/jax scalars and arrays become floats and lists."""
+  if isinstance(x, dict):
+    return {k: to_python(val) for k, val in x.items()}
+  arr = np.asarray(x)
+  if arr.ndim == 0:
+    return arr.item()
+  return arr.tolist()
+
+
+class MetricsLog:
+  """Appends one JSON object per line to ``metrics.jsonl``, flushed at once."""
+
+  def __init__(self, run_dir: str, filename: str = "metrics.jsonl"):
+    self.path = os.path.join(run_dir, filename)
+    self.rows: list[dict] = []
+    if os.path.exists(self.path):  # a resumed run keeps its history
+      with open(self.path) as f:
+        self.rows = [json.loads(line) for line in f if line.strip()]
+
+  def write(self, row: dict) -> None:
+    row = to_python(row)
+    self.rows.append(row)
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+
+
+def plot_learning_curve(rows: Iterable[dict], path: str, title: str,
+                        series: dict[str, str], x: str = "env_steps",
+                        second_x: str | None = None) -> None:
+  """Line plot of ``series`` (metric key -> label) against ``x``; per-seed lists drawn thin with
+  their mean thick. ``second_x`` adds a top axis label showing that column at the last point."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  rows = list(rows)
+  fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+  for key, label in series.items():
+    pts = [(r[x], r[key]) for r in rows if key in r and r[key] is not None]
+    if not pts:
+      continue
+    xs = np.array([p[0] for p in pts], float)
+    ys = np.array([np.atleast_1d(p[1]) for p in pts], float)
+    if ys.shape[1] > 1:
+      for s in range(ys.shape[1]):
+        ax.plot(xs, ys[:, s], lw=0.8, alpha=0.35)
+    ax.plot(xs, ys.mean(1), lw=2, marker="o" if len(xs) < 30 else None, ms=3, label=label)
+  ax.set_xlabel(x.replace("_", " "))
+  ax.set_ylabel("return")
+  ax.grid(alpha=0.3)
+  ax.legend(loc="best")
+  if second_x and rows and second_x in rows[-1]:
+    ax.set_title(f"{title}  ({second_x.replace('_', ' ')}: {rows[-1][second_x]})")
+  else:
+    ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+class Progress:
+  """One terminal line per report: percent, env steps, steps/s and the chosen metrics."""
+
+  def __init__(self, total_steps: int, keys: dict[str, str]):
+    self.total = total_steps
+    self.keys = keys
+    self.start = time.perf_counter()
+
+  def __call__(self, steps: int, metrics: dict) -> None:
+    elapsed = time.perf_counter() - self.start
+    parts = [f"[{100 * steps / self.total:5.1f}%]", f"steps {steps:>10,d}",
+             f"{metrics.get('steps_per_s', 0):>8,.0f} steps/s", f"{elapsed:6.0f}s"]
+    for key, label in self.keys.items():
+      if key in metrics and metrics[key] is not None:
+        val = np.mean(metrics[key])
+        parts.append(f"{label} {val:8.1f}")
+    print("  ".join(parts), flush=True)

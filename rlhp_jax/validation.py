@@ -1,0 +1,41 @@
+"""Config validation: every bad field becomes one line that names the field and the fix."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+  """A config field holds a value the code cannot use.
+
+  The message is a single line: ``<section.field>: <what is wrong>; <what to do>``.
+  The CLI prints it without a traceback.
+  """
+
+
+def require(ok: bool, field: str, message: str) -> None:
+  """Raises ``ConfigError(f"{field}: {message}")`` unless ``ok``."""
+  if not ok:
+    raise ConfigError(f"{field}: {message}")
+
+
+def positive_int(value, field: str) -> None:
+  require(isinstance(value, int) and not isinstance(value, bool) and value > 0, field,
+          f"must be a positive integer, got {value!r}")
+
+
+def positive(value, field: str) -> None:
+  require(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0, field,
+          f"must be a positive number, got {value!r}")
+
+
+def non_negative(value, field: str) -> None:
+  require(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, field,
+          f"must be a number >= 0, got {value!r}")
+
+
+def probability(value, field: str) -> None:
+  require(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1,
+          field, f"must be a probability in [0, 1], got {value!r}")
+
+
+def one_of(value, choices, field: str) -> None:
+  require(value in choices, field, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
