@@ -10,6 +10,7 @@ from rlhp_jax.ppo import PPOConfig
 
 CONFIG = ExperimentConfig(
     name="hopper_ppo_true_reward",
+    reward_source="true",
     env=HopperConfig(mode="gym", task="hop_forward"),
     ppo=PPOConfig(num_envs=256, unroll_length=64, num_epochs=5, num_minibatches=16,
                   learning_rate=3e-4, reward_scale=0.1),

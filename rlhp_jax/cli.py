@@ -1,6 +1,7 @@
 """``rlhp-jax``: the command line.
 
-    rlhp-jax train experiments/hopper_ppo_true_reward.py [--run.total-env-steps 1000000 ...]
+    rlhp-jax train experiments/hopper_synthetic.py [--section.field value ...]
+    rlhp-jax train --resume runs/hopper_synthetic-20261123-101500
 
 Any config field can be overridden with ``--section.field value`` (parsed by tyro). A bad field
 prints one line naming it and exits with status 2.
@@ -41,29 +42,61 @@ def make_run_dir(cfg, out_dir: str | None = None) -> str:
 
 def cmd_train(ns, rest) -> int:
   from rlhp_jax import experiment
-  if "--help" in rest or "-h" in rest:
-    import tyro
-    cfg = experiment.load_experiment(ns.experiment)
-    tyro.cli(type(cfg), default=cfg, args=["--help"], prog="rlhp-jax train EXPERIMENT")
-    return 0
-  cfg = _override(experiment.load_experiment(ns.experiment), rest)
-  run_dir = make_run_dir(cfg, ns.out)
-  experiment.save(cfg, os.path.join(run_dir, "config.json"))
+  if ns.resume:
+    run_dir = ns.resume
+    config_path = os.path.join(run_dir, "config.json")
+    validation.require(os.path.exists(config_path), "--resume",
+                       f"{run_dir!r} has no config.json; pass a run directory made by 'train'")
+    cfg = experiment.load_experiment(config_path)
+    validation.require(not rest, "--resume", "takes no overrides: the run keeps its config")
+  else:
+    validation.require(ns.experiment is not None, "experiment",
+                       "missing; pass experiments/<name>.py (or --resume RUN_DIR)")
+    if "--help" in rest or "-h" in rest:
+      import tyro
+      cfg = experiment.load_experiment(ns.experiment)
+      tyro.cli(type(cfg), default=cfg, args=["--help"], prog="rlhp-jax train EXPERIMENT")
+      return 0
+    cfg = _override(experiment.load_experiment(ns.experiment), rest)
+    run_dir = make_run_dir(cfg, ns.out)
+    experiment.save(cfg, os.path.join(run_dir, "config.json"))
   print(f"run directory: {run_dir}", flush=True)
-  from rlhp_jax import rl_train
-  summary = rl_train.train(cfg, run_dir)
+  from rlhp_jax import loop, report
+  if cfg.labels == "external":
+    validation.require(cfg.reward_source == "preferences", "labels",
+                       "'external' needs reward_source='preferences'")
+    validation.require(cfg.run.num_seeds == 1, "run.num_seeds",
+                       "the external driver runs one seed; set --run.num-seeds 1")
+    gatherer = make_gatherer(cfg, run_dir)
+    summary = loop.train_external(cfg, run_dir, gatherer, resume=bool(ns.resume))
+  else:
+    summary = loop.train(cfg, run_dir, teacher_configs=cfg.teacher_sweep(),
+                         resume=bool(ns.resume))
   with open(os.path.join(run_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
+  if len(summary["teachers"]) > 1:
+    print(report.teacher_table(summary))
+    report.plot_teachers(summary, os.path.join(run_dir, "teachers.png"))
   print(json.dumps(summary, indent=2))
   return 0
+
+
+def make_gatherer(cfg, run_dir):
+  """The label source of an external run. Issue 3 ships the synthetic teacher behind the
+  external interface; crowd (Toloka) and human (web page) gatherers plug in here."""
+  from rlhp_jax import loop
+  return loop.SyntheticGatherer(cfg.teacher)
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="rlhp-jax", description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
   train = sub.add_parser("train", help="run an experiment config", add_help=False)
-  train.add_argument("experiment", help="experiments/<name>.py or a run's config.json")
+  train.add_argument("experiment", nargs="?", default=None,
+                     help="experiments/<name>.py or a run's config.json")
   train.add_argument("--out", default=None, help="parent folder for the run directory")
+  train.add_argument("--resume", default=None, metavar="RUN_DIR",
+                     help="continue a killed run from its last checkpoint")
   ns, rest = parser.parse_known_args(argv)
   try:
     if ns.command == "train":
@@ -72,7 +105,7 @@ def main(argv=None) -> int:
     print(f"rlhp-jax: config error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
+    print("interrupted (resume with: rlhp-jax train --resume RUN_DIR)", file=sys.stderr)
     return 130
   return 1
 

@@ -9,11 +9,14 @@ import json
 import math
 import os
 import runpy
-from typing import Any
+from typing import Any, Literal
 
 from rlhp_jax import validation as v
 from rlhp_jax.envs.hopper import HopperConfig
 from rlhp_jax.ppo import PPOConfig
+from rlhp_jax.preferences import PreferenceConfig
+from rlhp_jax.reward_model import RewardModelConfig
+from rlhp_jax.teachers import PRESETS, TeacherConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +50,41 @@ class RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-  """A whole experiment: env, agent, run settings."""
+  """A whole experiment: env, agent, reward model, queries, teacher, run settings."""
 
   name: str = "experiment"
-  env: HopperConfig = HopperConfig()
+  reward_source: Literal["preferences", "true"] = "preferences"
+  """"preferences": PPO on the learned reward (RLHP); "true": PPO on the oracle (baseline)."""
+  labels: Literal["synthetic", "external"] = "synthetic"
+  """"synthetic": the teacher below, whole run jitted; "external": Python loop + gatherer."""
+  env: HopperConfig = HopperConfig(mode="fixed_horizon")
   ppo: PPOConfig = PPOConfig()
+  reward: RewardModelConfig = RewardModelConfig()
+  prefs: PreferenceConfig = PreferenceConfig()
+  teacher: TeacherConfig = TeacherConfig()
+  teachers: tuple[str, ...] = ()
+  """Sweep: names of teacher presets (exact, boltzmann, mistake, skip, equal, myopic) trained
+  side by side in one compile; empty means just ``teacher``."""
   run: RunConfig = RunConfig()
 
   def __post_init__(self):
     v.require(isinstance(self.name, str) and self.name.replace("_", "").replace("-", "").isalnum(),
               "name", f"must be letters, digits, '-' or '_', got {self.name!r}")
+    v.one_of(self.reward_source, ("preferences", "true"), "reward_source")
+    v.one_of(self.labels, ("synthetic", "external"), "labels")
+    object.__setattr__(self, "teachers", tuple(self.teachers))
+    for name in self.teachers:
+      v.one_of(name, tuple(PRESETS), "teachers")
+    if self.reward_source == "preferences":
+      v.require(self.prefs.fragment_length <= self.ppo.unroll_length, "prefs.fragment_length",
+                f"must be <= ppo.unroll_length ({self.ppo.unroll_length}): fragments are cut "
+                f"from one rollout; got {self.prefs.fragment_length}")
+      v.require(self.prefs.total_labels >= self.prefs.initial_labels, "prefs.initial_fraction",
+                "initial share exceeds the budget")
+
+
+  def teacher_sweep(self) -> list[TeacherConfig]:
+    return [PRESETS[n] for n in self.teachers] if self.teachers else [self.teacher]
 
 
 def to_dict(cfg) -> dict[str, Any]:

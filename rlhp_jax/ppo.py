@@ -19,10 +19,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import optax
-from brax.training.acme import running_statistics, specs
 from flax import struct
 
-from rlhp_jax import networks
+from rlhp_jax import networks, running_stats
 from rlhp_jax import validation as v
 from rlhp_jax.envs.hopper import EnvState, Hopper
 
@@ -109,7 +108,7 @@ class Transition:
 class AgentParams:
   policy: dict
   value: dict
-  obs_stats: running_statistics.RunningStatisticsState
+  obs_stats: running_stats.RunningStats
 
 
 @struct.dataclass
@@ -137,14 +136,14 @@ class Agent:
   def init(self, key: jax.Array) -> AgentParams:
     kp, kv = jax.random.split(key)
     dummy = jnp.zeros((1, self.obs_size))
-    stats = running_statistics.init_state(specs.Array((self.obs_size,), jnp.float32))
+    stats = running_stats.init(self.obs_size)
     return AgentParams(policy=self.policy_net.init(kp, dummy),
                        value=self.value_net.init(kv, dummy), obs_stats=stats)
 
   def normalize(self, params: AgentParams, obs: jax.Array) -> jax.Array:
     if not self.cfg.normalize_observations:
       return obs
-    return jnp.clip(running_statistics.normalize(obs, params.obs_stats), -10.0, 10.0)
+    return running_stats.normalize(params.obs_stats, obs)
 
   def distribution(self, params: AgentParams, obs: jax.Array):
     return self.policy_net.apply(params.policy, self.normalize(params, obs))
@@ -285,7 +284,7 @@ def update(agent: Agent, params: AgentParams, opt_state, transitions: Transition
                 target=flat(targets))
   if cfg.normalize_observations:
     params = params.replace(
-        obs_stats=running_statistics.update(params.obs_stats, batch.obs))
+        obs_stats=running_stats.update(params.obs_stats, batch.obs))
   # The value/policy networks see observations through the new statistics: the behaviour
   # log-probs were taken under the old ones, which the clipped ratio tolerates (as brax does).
   (params, opt_state), metrics = jax.lax.scan(
@@ -334,8 +333,9 @@ def evaluate(agent: Agent, env: Hopper, params: AgentParams, key: jax.Array,
              num_episodes: int = 10):
   """Deterministic-policy evaluation: true return of ``num_episodes`` full episodes.
 
-  Each episode runs until termination or ``episode_length`` steps; returns per-episode
-  (true_return [E], length [E]) and the qpos/qvel trace of episode 0 ([L, 6] each) for video.
+  Each episode runs until termination or ``episode_length`` steps. Returns per-episode
+  true_return [E] and length [E], and the qpos trace [L, E, 6] with its alive mask [L, E]
+  (for videos and for counting flips).
   """
   states = jax.vmap(env.reset)(jax.random.split(key, num_episodes))
   step = jax.vmap(env.step)
@@ -344,9 +344,8 @@ def evaluate(agent: Agent, env: Hopper, params: AgentParams, key: jax.Array,
     state, alive = carry
     nxt = step(state, agent.deterministic_action(params, state.obs))
     reward = jnp.where(alive, nxt.true_reward, 0.0)
-    trace = (state.data.qpos[0], state.data.qvel[0], alive[0])
-    return (nxt, alive & ~nxt.done), (reward, alive, trace)
+    return (nxt, alive & ~nxt.done), (reward, alive, state.data.qpos)
 
-  _, (rewards, alive, trace) = jax.lax.scan(one_step, (states, jnp.ones(num_episodes, bool)),
-                                            length=env.cfg.episode_length)
-  return rewards.sum(0), alive.sum(0), trace
+  _, (rewards, alive, qpos) = jax.lax.scan(
+      one_step, (states, jnp.ones(num_episodes, bool)), length=env.cfg.episode_length)
+  return rewards.sum(0), alive.sum(0), qpos, alive

@@ -30,6 +30,16 @@ class MetricsLog:
       with open(self.path) as f:
         self.rows = [json.loads(line) for line in f if line.strip()]
 
+  def truncate(self, keep) -> None:
+    """Keeps only the rows for which ``keep(row)`` holds (a resumed run drops rows written
+    after its last checkpoint), rewriting the file."""
+    self.rows = [r for r in self.rows if keep(r)]
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      for r in self.rows:
+        f.write(json.dumps(r) + "\n")
+    os.replace(tmp, self.path)
+
   def write(self, row: dict) -> None:
     row = to_python(row)
     self.rows.append(row)
@@ -86,7 +96,42 @@ class Progress:
     parts = [f"[{100 * steps / self.total:5.1f}%]", f"steps {steps:>10,d}",
              f"{metrics.get('steps_per_s', 0):>8,.0f} steps/s", f"{elapsed:6.0f}s"]
     for key, label in self.keys.items():
-      if key in metrics and metrics[key] is not None:
-        val = np.mean(metrics[key])
-        parts.append(f"{label} {val:8.1f}")
+      vals = [x for x in np.ravel(np.asarray(metrics.get(key, []), dtype=object))
+              if x is not None]
+      if vals:
+        val = float(np.mean(np.asarray(vals, float)))
+        parts.append(f"{label} {val:8.2f}" if abs(val) < 10 else f"{label} {val:8.1f}")
     print("  ".join(parts), flush=True)
+
+
+def teacher_table(summary: dict) -> str:
+  """Plain-text table: teacher, mean and per-seed final true return, labels."""
+  names, s = summary["teachers"], summary["num_seeds"]
+  returns = np.asarray(summary["eval_return_per_run"]).reshape(len(names), s)
+  labels = np.asarray(summary["labels_per_run"]).reshape(len(names), s)
+  lines = [f"{'teacher':<10} {'return':>9} {'std':>8}  {'labels':>7}  per seed",
+           "-" * 64]
+  for i, name in enumerate(names):
+    per_seed = " ".join(f"{x:8.1f}" for x in returns[i])
+    lines.append(f"{name:<10} {returns[i].mean():9.1f} {returns[i].std():8.1f}  "
+                 f"{labels[i].mean():7.0f}  {per_seed}")
+  return "\n".join(lines)
+
+
+def plot_teachers(summary: dict, path: str) -> None:
+  """Bar chart of final true return per teacher, seeds as dots."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names, s = summary["teachers"], summary["num_seeds"]
+  returns = np.asarray(summary["eval_return_per_run"]).reshape(len(names), s)
+  fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+  ax.bar(names, returns.mean(1), color="#8fb3d9", edgecolor="#2b5d8a")
+  for i in range(len(names)):
+    ax.scatter([i] * s, returns[i], color="#2b5d8a", zorder=3, s=14)
+  ax.set_ylabel("final true return (deterministic, 10 episodes)")
+  ax.set_title(f"{summary['name']}: true return per teacher ({s} seeds each)")
+  ax.grid(axis="y", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)

@@ -1,0 +1,369 @@
+"""The RLHP loop: one pure iteration and the two drivers over it.
+
+One iteration (``RLHP.iteration``), all on the device:
+
+    collect   rollout with the policy -> relabel with the reward ensemble -> PPO update
+              (frozen while the initial share of labels is collected) -> candidate pairs from
+              this rollout -> keep the most-disagreed (or random) pairs           -> Query
+    label     synthetic teacher on the pairs' oracle rewards (or an external gatherer)
+    learn     append labelled pairs to the fixed-capacity buffer -> reward-ensemble SGD + L2 rule
+
+Drivers:
+  * synthetic: ``jit(vmap(scan(iteration)))`` over seeds and teacher settings (one compile for
+    all), ``run.iterations_per_call`` iterations per call, progress between calls;
+  * external: a Python loop of jitted ``collect`` -> ``gatherer.label(query)`` -> jitted
+    ``learn``, for crowd or human labels.
+With ``reward_source="true"`` the iteration is plain PPO on the oracle's reward (the baseline).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+import warnings
+from typing import Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rlhp_jax import checkpoint, fragments, ppo, preferences, report, reward_model, teachers
+from rlhp_jax.envs import hopper, tasks
+from rlhp_jax.experiment import ExperimentConfig
+
+
+@struct.dataclass
+class RLHPState:
+  ppo: ppo.PPOState
+  reward: reward_model.RewardState
+  buffer: preferences.PreferenceBuffer
+  requested: jax.Array      # [] int32, pairs queried so far (the label budget spent)
+  rl_env_steps: jax.Array   # [] int32, env steps since RL started (after the initial labels)
+  iteration: jax.Array      # [] int32
+  key: jax.Array
+
+
+@struct.dataclass
+class Query:
+  """Pairs chosen by ``collect``: ``mask`` marks those asked for in this iteration."""
+
+  pairs: fragments.FragmentPairs   # [P, 2, L, ...]
+  mask: jax.Array                  # [P] bool
+  disagreement: jax.Array          # [P]
+  teacher_key: jax.Array
+  learn_key: jax.Array
+
+
+def tree_select(pred, on_true, on_false):
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+class RLHP:
+  """Static parts of a run (env, agent, ensemble, configs) and its pure step functions."""
+
+  def __init__(self, cfg: ExperimentConfig):
+    self.cfg = cfg
+    self.env = hopper.make(cfg.env)
+    self.num_iterations = num_iterations(cfg)
+    updates = self.num_iterations * cfg.ppo.num_epochs * cfg.ppo.num_minibatches
+    self.agent = ppo.Agent(cfg.ppo, hopper.OBS_SIZE, hopper.ACTION_SIZE, total_updates=updates)
+    self.ensemble = reward_model.RewardEnsemble(cfg.reward, hopper.OBS_SIZE, hopper.ACTION_SIZE)
+    self.preference_learning = cfg.reward_source == "preferences"
+
+  # -- state ------------------------------------------------------------------------------
+  def init(self, key: jax.Array) -> RLHPState:
+    k_ppo, k_reward, key = jax.random.split(key, 3)
+    p = self.cfg.prefs
+    return RLHPState(
+        ppo=ppo.init_state(self.agent, self.env, k_ppo),
+        reward=self.ensemble.init(k_reward),
+        buffer=preferences.init_buffer(p.total_labels if self.preference_learning else 1,
+                                       p.fragment_length, hopper.OBS_SIZE, hopper.ACTION_SIZE,
+                                       self.cfg.reward.ensemble_size),
+        requested=jnp.zeros((), jnp.int32), rl_env_steps=jnp.zeros((), jnp.int32),
+        iteration=jnp.zeros((), jnp.int32), key=key)
+
+  # -- the iteration ------------------------------------------------------------------------
+  def learned_reward(self, reward_params, transitions) -> jax.Array:
+    return self.ensemble.reward(reward_params, transitions.obs, transitions.action)
+
+  def collect(self, state: RLHPState):
+    """Rollout, PPO on the learned reward, and the pairs to query. Returns (state, query,
+    metrics)."""
+    cfg, p = self.cfg, self.cfg.prefs
+    key, k_select, k_teach, k_learn = jax.random.split(state.key, 4)
+    n_request, warmup = preferences.pairs_to_request(
+        p, state.requested, state.rl_env_steps, self.rl_env_step_budget)
+    new_ppo, tr, metrics = ppo.train_step(self.agent, self.env, state.ppo, self.learned_reward,
+                                          state.reward.params)
+    # While the initial labels are collected the policy stays the initial random one.
+    frozen = state.ppo.replace(env_state=new_ppo.env_state, key=new_ppo.key,
+                               env_steps=new_ppo.env_steps)
+    new_ppo = tree_select(warmup, frozen, new_ppo)
+    learned = self.learned_reward(state.reward.params, tr)
+    metrics["reward/true_corr"] = reward_model.pearson(learned, tr.true_reward)
+    member_returns = functools.partial(self.ensemble.fragment_returns, state.reward.params)
+    pairs, score = fragments.select(k_select, tr, p.pairs_per_iteration, p.fragment_length,
+                                    p.selection, p.oversample, member_returns,
+                                    cfg.reward.rater_noise)
+    query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
+                  disagreement=score, teacher_key=k_teach, learn_key=k_learn)
+    metrics["prefs/warmup"] = warmup
+    metrics["prefs/disagreement"] = jnp.mean(score)
+    state = state.replace(
+        ppo=new_ppo, key=key, iteration=state.iteration + 1,
+        rl_env_steps=state.rl_env_steps + jnp.where(warmup, 0, cfg.ppo.batch_size))
+    return state, query, metrics
+
+  def learn(self, state: RLHPState, query: Query, label: jax.Array, valid: jax.Array):
+    """Stores the answered pairs and trains the reward ensemble. Returns (state, metrics)."""
+    rc = self.cfg.reward
+    k_add, k_train = jax.random.split(query.learn_key)
+    answered = valid & query.mask
+    buffer = preferences.add(state.buffer, query.pairs.obs, query.pairs.action, label, answered,
+                             query.pairs.true_reward.sum(-1), k_add, rc.validation_fraction,
+                             rc.bootstrap)
+    reward_state, metrics = reward_model.train(self.ensemble, state.reward, buffer, k_train)
+    metrics = {k: val for k, val in metrics.items() if not k.endswith("_member")}
+    metrics["prefs/labels"] = buffer.count
+    metrics["prefs/requested"] = state.requested + jnp.sum(query.mask)
+    metrics["prefs/skipped"] = jnp.sum(query.mask & ~valid)
+    return state.replace(buffer=buffer, reward=reward_state,
+                         requested=state.requested + jnp.sum(query.mask)), metrics
+
+  def iteration(self, state: RLHPState, teacher: teachers.TeacherParams):
+    """One full synthetic iteration: collect -> teacher -> learn. Pure."""
+    if not self.preference_learning:
+      return self.true_reward_iteration(state)
+    state, query, metrics = self.collect(state)
+    label, valid = teachers.teach(teacher, query.pairs.true_reward, query.teacher_key)
+    state, learn_metrics = self.learn(state, query, label, valid)
+    return state, {**metrics, **learn_metrics}
+
+  def true_reward_iteration(self, state: RLHPState):
+    new_ppo, _, metrics = ppo.train_step(self.agent, self.env, state.ppo, ppo.true_reward_fn)
+    return state.replace(ppo=new_ppo, iteration=state.iteration + 1,
+                         rl_env_steps=new_ppo.env_steps), metrics
+
+  @property
+  def rl_env_step_budget(self) -> int:
+    return self.num_iterations * self.cfg.ppo.batch_size
+
+  def chunk(self, state: RLHPState, teacher: teachers.TeacherParams):
+    """``run.iterations_per_call`` iterations (lax.scan); metrics stacked [k]."""
+    return jax.lax.scan(lambda s, _: self.iteration(s, teacher), state,
+                        length=self.cfg.run.iterations_per_call)
+
+  def evaluate(self, state: RLHPState, key: jax.Array):
+    return ppo.evaluate(self.agent, self.env, state.ppo.params, key,
+                        num_episodes=self.cfg.run.eval_episodes)
+
+
+def num_iterations(cfg: ExperimentConfig) -> int:
+  """Iterations covering total_env_steps, rounded up to whole jitted chunks."""
+  k = cfg.run.iterations_per_call
+  return k * math.ceil(cfg.run.total_env_steps / (cfg.ppo.batch_size * k))
+
+
+# -- host side -------------------------------------------------------------------------------
+
+def run_keys(cfg: ExperimentConfig, num_teachers: int) -> jax.Array:
+  """One PRNG key per run; runs are teacher-major: run r = (teacher r // S, seed r % S)."""
+  seeds = jnp.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds)
+  return jax.vmap(jax.random.PRNGKey)(jnp.tile(seeds, num_teachers))
+
+
+class Gatherer(Protocol):
+  """Anything that labels queried pairs on the host (Toloka, a web page, a synthetic teacher)."""
+
+  def label(self, query: dict, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+    """query: host arrays of ``Query`` (pairs with obs/action/qpos/qvel/true_reward, mask,
+    teacher_key). Returns (label [P] in [0, 1], valid [P] bool) for the masked pairs."""
+
+
+class SyntheticGatherer:
+  """The synthetic teacher behind the external interface (same labels as the jitted driver)."""
+
+  def __init__(self, teacher: teachers.TeacherConfig):
+    self._teach = jax.jit(functools.partial(teachers.teach, teacher.params()))
+
+  def label(self, query: dict, iteration: int):
+    label, valid = self._teach(jnp.asarray(query["pairs"]["true_reward"]),
+                               jnp.asarray(query["teacher_key"]))
+    return np.asarray(label), np.asarray(valid)
+
+
+def train(cfg: ExperimentConfig, run_dir: str, teacher_configs=None, resume: bool = False,
+          log=print) -> dict:
+  """Synthetic driver: all seeds x teacher settings in one compile; checkpoints every chunk."""
+  system = RLHP(cfg)
+  teacher_configs = list(teacher_configs or [cfg.teacher])
+  teacher_params = teachers.stack(teacher_configs)
+  n_teachers, n_seeds = len(teacher_configs), cfg.run.num_seeds
+  n_runs = n_teachers * n_seeds
+  teacher_per_run = jax.tree.map(lambda x: jnp.repeat(x, n_seeds, axis=0), teacher_params)
+  init = jax.jit(jax.vmap(system.init))
+  chunk = jax.jit(jax.vmap(system.chunk))
+  evaluate = jax.jit(jax.vmap(system.evaluate))
+  eval_keys = jax.random.split(jax.random.PRNGKey(10_000 + cfg.run.seed), n_runs)
+  k = cfg.run.iterations_per_call
+  n_chunks = system.num_iterations // k
+  state = init(run_keys(cfg, n_teachers))
+  ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"))
+  metrics_log = report.MetricsLog(run_dir)
+  start_chunk = 0
+  if resume and ckpt.latest() is not None:
+    start_chunk, state = ckpt.restore(state)
+    metrics_log.truncate(lambda row: row["chunk"] < start_chunk)
+    log(f"resumed {run_dir} at chunk {start_chunk}/{n_chunks}")
+  progress = report.Progress(n_chunks * k * cfg.ppo.batch_size,
+                             {"train/episode_return": "train return", "eval/return": "eval",
+                              "prefs/labels": "labels", "reward/true_corr": "corr"})
+  log(f"{cfg.name}: {n_runs} run(s) ({n_teachers} teacher(s) x {n_seeds} seed(s)) x "
+      f"{system.num_iterations} iterations x {cfg.ppo.batch_size} env steps; compiling...")
+  t_start = time.perf_counter()
+  eval_every_chunks = max(1, round(cfg.run.eval_every / (k * cfg.ppo.batch_size)))
+  for c in range(start_chunk, n_chunks):
+    t0 = time.perf_counter()
+    state, metrics = chunk(state, teacher_per_run)
+    metrics = jax.device_get(metrics)
+    dt = time.perf_counter() - t0
+    steps = int(np.asarray(state.ppo.env_steps)[0])
+    row = {"chunk": c, "iteration": (c + 1) * k, "env_steps": steps,
+           "wall_s": time.perf_counter() - t_start, "steps_per_s": n_runs * k * cfg.ppo.batch_size / dt}
+    row.update({key: _chunk_mean(key, val) for key, val in metrics.items()})
+    if (c + 1) % eval_every_chunks == 0 or c == n_chunks - 1:
+      returns, _, _, _ = evaluate(state, eval_keys)
+      row["eval/return"] = np.asarray(returns).mean(-1)
+    metrics_log.write(row)
+    ckpt.save(c + 1, state)
+    progress(steps, row)
+  return finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir,
+                teacher_configs, time.perf_counter() - t_start)
+
+
+def train_external(cfg: ExperimentConfig, run_dir: str, gatherer: Gatherer,
+                   resume: bool = False, log=print) -> dict:
+  """External driver: jitted ``collect`` -> ``gatherer.label`` on the host -> jitted ``learn``,
+  one seed, a checkpoint after every iteration. A restarted run recomputes the same query for
+  the interrupted iteration (same key), so a gatherer that stores answers by iteration never
+  pays twice."""
+  system = RLHP(cfg)
+  collect, learn = jax.jit(system.collect), jax.jit(system.learn)
+  evaluate = jax.jit(jax.vmap(system.evaluate))
+  eval_keys = jax.random.split(jax.random.PRNGKey(10_000 + cfg.run.seed), 1)
+  state = jax.jit(system.init)(jax.random.PRNGKey(cfg.run.seed))
+  ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"))
+  metrics_log = report.MetricsLog(run_dir)
+  start = 0
+  if resume and ckpt.latest() is not None:
+    start, state = ckpt.restore(state)
+    metrics_log.truncate(lambda row: row["iteration"] <= start)
+    log(f"resumed {run_dir} at iteration {start}/{system.num_iterations}")
+  progress = report.Progress(system.num_iterations * cfg.ppo.batch_size,
+                             {"train/episode_return": "train return", "eval/return": "eval",
+                              "prefs/labels": "labels", "reward/true_corr": "corr"})
+  t_start = time.perf_counter()
+  eval_every = max(1, round(cfg.run.eval_every / cfg.ppo.batch_size))
+  for it in range(start, system.num_iterations):
+    t0 = time.perf_counter()
+    state, query, metrics = collect(state)
+    host_query = jax.device_get(query)
+    mask = np.asarray(host_query.mask)
+    if mask.any():
+      label, valid = gatherer.label(_query_dict(host_query), it)
+    else:
+      label, valid = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, bool)
+    state, learn_metrics = learn(state, query, jnp.asarray(label, jnp.float32),
+                                 jnp.asarray(valid, bool))
+    metrics = jax.device_get({**metrics, **learn_metrics})
+    dt = time.perf_counter() - t0
+    row = {"iteration": it + 1, "env_steps": int(state.ppo.env_steps),
+           "wall_s": time.perf_counter() - t_start, "steps_per_s": cfg.ppo.batch_size / dt}
+    row.update({k: _chunk_mean(k, np.asarray(val)[None, None]) for k, val in metrics.items()})
+    if (it + 1) % eval_every == 0 or it == system.num_iterations - 1:
+      batched = jax.tree.map(lambda x: x[None], state)
+      row["eval/return"] = np.asarray(evaluate(batched, eval_keys)[0]).mean(-1)
+    metrics_log.write(row)
+    ckpt.save(it + 1, state)
+    progress(row["env_steps"], row)
+  batched = jax.tree.map(lambda x: x[None], state)
+  return finish(cfg, system, batched, evaluate, eval_keys, metrics_log, run_dir, [cfg.teacher],
+                time.perf_counter() - t_start)
+
+
+def _query_dict(query: Query) -> dict:
+  """Host arrays of a query, as gatherers receive it."""
+  return {"pairs": {f: np.asarray(getattr(query.pairs, f))
+                    for f in ("obs", "action", "true_reward", "qpos", "qvel")},
+          "mask": np.asarray(query.mask), "disagreement": np.asarray(query.disagreement),
+          "teacher_key": np.asarray(query.teacher_key)}
+
+
+def finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir, teacher_configs,
+           wall) -> dict:
+  """Final evaluation of every run, summary, learning-curve PNG and policy video."""
+  returns, lengths, qpos, alive = jax.device_get(evaluate(state, eval_keys))
+  flips = np.asarray(jax.vmap(jax.vmap(tasks.flips_completed, in_axes=1))(qpos[..., 2]))
+  summary = {
+      "name": cfg.name, "reward_source": cfg.reward_source,
+      "env_steps": int(np.asarray(state.ppo.env_steps)[0]), "runs": len(returns),
+      "wall_s": wall, "teachers": [_teacher_name(t) for t in teacher_configs],
+      "num_seeds": cfg.run.num_seeds,
+      "eval_return_per_run": returns.mean(-1).tolist(),
+      "eval_return_mean": float(returns.mean()),
+      "flips_per_episode_per_run": flips.mean(-1).tolist(),
+      "labels_per_run": (np.asarray(state.buffer.count).tolist()
+                         if system.preference_learning else [0] * len(returns)),
+  }
+  last = metrics_log.rows[-1] if metrics_log.rows else {}
+  for key in ("reward/true_corr", "reward/val_accuracy", "reward/val_oracle_agreement"):
+    if key in last:
+      summary[key.replace("/", "_") + "_per_run"] = last[key]
+  series = {"eval/return": "eval (deterministic)", "train/episode_return": "train episodes"}
+  report.plot_learning_curve(metrics_log.rows, os.path.join(run_dir, "learning_curve.png"),
+                             title=f"{cfg.name}: true return", series=series,
+                             second_x="prefs/labels" if system.preference_learning else None)
+  if cfg.run.video:
+    summary["video"] = write_policy_video(cfg, run_dir, qpos[0, :, 0], alive[0, :, 0])
+  return summary
+
+
+def _teacher_name(t: teachers.TeacherConfig) -> str:
+  for name, preset in teachers.PRESETS.items():
+    if preset == t:
+      return name
+  return str(t)
+
+
+def _chunk_mean(key, values):
+  """Mean over a chunk's iterations per run ([runs, k, ...] -> [runs, ...]); episode returns
+  average only over iterations in which an episode ended; counters keep their last value."""
+  values = np.asarray(values, float)
+  if key.startswith("prefs/") and key != "prefs/disagreement":
+    return values[:, -1].tolist()
+  if key == "train/episode_return":
+    values = np.where(values == 0, np.nan, values)
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", category=RuntimeWarning)
+    out = np.nanmean(values, axis=1)
+  return np.where(np.isnan(out), None, out).tolist()
+
+
+def write_policy_video(cfg: ExperimentConfig, run_dir: str, qpos, alive) -> str | None:
+  """Renders one evaluation episode to ``policy.mp4``; a missing GL backend is reported and
+  skipped, never fatal to a finished run."""
+  from rlhp_jax import render
+  qpos = np.asarray(qpos)[np.asarray(alive).astype(bool)]
+  path = os.path.join(run_dir, "policy.mp4")
+  try:
+    frames = render.render_clips(hopper.ASSET, [qpos], cfg.run.video_width,
+                                 cfg.run.video_height)[0]
+  except render.RenderError as e:
+    print(f"video skipped: {e}")
+    return None
+  render.write_video(path, frames, fps=1.0 / cfg.env.dt)
+  return path

@@ -1,0 +1,133 @@
+"""Preference buffer on device (fixed capacity, count and masks: adding labels never recompiles)
+and the label schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rlhp_jax import validation as v
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferenceConfig:
+  """Queries: fragments, pair selection and the label schedule."""
+
+  total_labels: int = 700
+  """Label budget for the whole run (pairs queried; skipped pairs count too)."""
+  initial_fraction: float = 0.25
+  """Share of the budget collected from the initial random policy before RL starts."""
+  pairs_per_iteration: int = 32
+  """Most pairs queried in one iteration (fixed query shape)."""
+  schedule: Literal["paper", "hyperbolic"] = "paper"
+  """After the initial share: "paper" rate ~ tau / (T + tau) (cumulative ~ log(1 + T / tau)),
+  "hyperbolic" cumulative ~ T / (T + tau); both reach the budget at the end of the run."""
+  schedule_timescale: float = 2e6
+  """tau, in env steps (the paper uses 2e6)."""
+  fragment_length: int = 25
+  """Env steps per fragment (the paper: 1-2 s of clip; the Toloka seed uses 150)."""
+  selection: Literal["disagreement", "random"] = "disagreement"
+  """"disagreement": keep the candidate pairs on which the ensemble disagrees most."""
+  oversample: int = 10
+  """Candidate pairs drawn per selected pair for disagreement selection."""
+
+  def __post_init__(self):
+    v.positive_int(self.total_labels, "prefs.total_labels")
+    v.probability(self.initial_fraction, "prefs.initial_fraction")
+    v.positive_int(self.pairs_per_iteration, "prefs.pairs_per_iteration")
+    v.one_of(self.schedule, ("paper", "hyperbolic"), "prefs.schedule")
+    v.positive(self.schedule_timescale, "prefs.schedule_timescale")
+    v.positive_int(self.fragment_length, "prefs.fragment_length")
+    v.one_of(self.selection, ("disagreement", "random"), "prefs.selection")
+    v.positive_int(self.oversample, "prefs.oversample")
+
+  @property
+  def initial_labels(self) -> int:
+    return int(round(self.total_labels * self.initial_fraction))
+
+
+def labels_due(cfg: PreferenceConfig, env_steps, total_env_steps: int):
+  """Cumulative labels the schedule asks for once ``env_steps`` of RL have run (after the initial
+  share). Monotone, equals ``total_labels`` at ``total_env_steps``."""
+  tau = cfg.schedule_timescale
+  t = jnp.asarray(env_steps, jnp.float32)
+  shape = {"paper": lambda x: jnp.log1p(x / tau), "hyperbolic": lambda x: x / (x + tau)}
+  g = shape[cfg.schedule]
+  frac = jnp.clip(g(t) / g(jnp.float32(total_env_steps)), 0.0, 1.0)
+  return cfg.initial_labels + (cfg.total_labels - cfg.initial_labels) * frac
+
+
+def pairs_to_request(cfg: PreferenceConfig, requested, rl_env_steps, total_env_steps):
+  """How many pairs this iteration asks for: the initial share first (policy frozen), then the
+  schedule; never more than ``pairs_per_iteration``, never past the budget."""
+  warmup = requested < cfg.initial_labels
+  due = jnp.where(warmup, cfg.initial_labels,
+                  jnp.floor(labels_due(cfg, rl_env_steps, total_env_steps)).astype(jnp.int32))
+  return jnp.clip(due - requested, 0, cfg.pairs_per_iteration).astype(jnp.int32), warmup
+
+
+@struct.dataclass
+class PreferenceBuffer:
+  """Fixed-capacity store of labelled fragment pairs. Leaves have a leading capacity axis C."""
+
+  obs: jax.Array          # [C, 2, L, D]
+  action: jax.Array       # [C, 2, L, A]
+  label: jax.Array        # [C] P(fragment 1 preferred): 1, 0 or 0.5
+  is_val: jax.Array       # [C] bool, held out for validation
+  weight: jax.Array       # [C, K] bootstrap multiplicity per ensemble member
+  oracle_return: jax.Array  # [C, 2] true fragment returns (diagnostics only; never trained on)
+  count: jax.Array        # [] int32, filled entries (entries [0, count) are valid)
+
+  @property
+  def capacity(self) -> int:
+    return self.label.shape[0]
+
+  def filled(self) -> jax.Array:
+    return jnp.arange(self.capacity) < self.count
+
+
+def init_buffer(capacity: int, length: int, obs_size: int, action_size: int,
+                ensemble_size: int) -> PreferenceBuffer:
+  return PreferenceBuffer(
+      obs=jnp.zeros((capacity, 2, length, obs_size)),
+      action=jnp.zeros((capacity, 2, length, action_size)),
+      label=jnp.zeros((capacity,)), is_val=jnp.zeros((capacity,), bool),
+      weight=jnp.zeros((capacity, ensemble_size)), oracle_return=jnp.zeros((capacity, 2)),
+      count=jnp.zeros((), jnp.int32))
+
+
+def add(buffer: PreferenceBuffer, obs, action, label, valid, oracle_return, key,
+        validation_fraction: float, bootstrap: bool) -> PreferenceBuffer:
+  """Appends the ``valid`` pairs of a fixed-size batch (N pairs) in order, without recompiling.
+
+  Invalid pairs (not requested, skipped by the teacher, unanswered) are dropped by scattering them
+  to an out-of-range index. Each new pair is held out for validation with probability
+  ``validation_fraction`` and gets Poisson(1) bootstrap weights, one per member.
+  """
+  n = label.shape[0]
+  valid = valid.astype(bool)
+  slot = buffer.count + jnp.cumsum(valid) - 1
+  slot = jnp.where(valid & (slot < buffer.capacity), slot, buffer.capacity)
+  k_val, k_boot = jax.random.split(key)
+  is_val = jax.random.bernoulli(k_val, validation_fraction, (n,))
+  k = buffer.weight.shape[1]
+  weight = (jax.random.poisson(k_boot, 1.0, (n, k)).astype(jnp.float32) if bootstrap
+            else jnp.ones((n, k)))
+  put = lambda dst, src: dst.at[slot].set(src.astype(dst.dtype), mode="drop")
+  return PreferenceBuffer(
+      obs=put(buffer.obs, obs), action=put(buffer.action, action), label=put(buffer.label, label),
+      is_val=put(buffer.is_val, is_val), weight=put(buffer.weight, weight),
+      oracle_return=put(buffer.oracle_return, oracle_return),
+      count=jnp.minimum(buffer.count + jnp.sum(valid), buffer.capacity).astype(jnp.int32))
+
+
+def to_numpy(buffer: PreferenceBuffer) -> dict[str, np.ndarray]:
+  """Host copy of the filled part (for label stores and tests)."""
+  n = int(buffer.count)
+  return {k: np.asarray(getattr(buffer, k))[:n]
+          for k in ("label", "is_val", "weight", "oracle_return")}

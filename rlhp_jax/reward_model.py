@@ -1,0 +1,228 @@
+"""Reward ensemble: K small MLPs over (obs, action) as one stacked pytree, run with vmap.
+
+Training follows Christiano et al. (2017): a Bradley-Terry model on fragment-sum rewards with a
+fixed chance that the rater answers at random, each member on its own bootstrap resample of the
+preference buffer, a held-out validation split, and an L2 coefficient adapted so that validation
+loss stays between ``l2_low`` and ``l2_high`` times the training loss. The reward handed to PPO
+is the mean over members of each member's output normalised to zero mean and unit std.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rlhp_jax import validation as v
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardModelConfig:
+  """Reward ensemble and its training."""
+
+  ensemble_size: int = 3
+  hidden: Sequence[int] = (64, 64)
+  learning_rate: float = 1e-3
+  batch_size: int = 64
+  """Preference pairs per SGD step."""
+  steps_per_iteration: int = 64
+  """SGD steps on the preference buffer after each batch of new labels (fixed, for jit)."""
+  rater_noise: float = 0.1
+  """Chance that the rater answers uniformly at random (the paper's 0.1)."""
+  validation_fraction: float = 0.2
+  """Share of labels held out for validation (never trained on)."""
+  l2_init: float = 1e-4
+  l2_low: float = 1.1
+  """Adapt L2 down (x 1/l2_factor) when val/train loss falls below this."""
+  l2_high: float = 1.5
+  """Adapt L2 up (x l2_factor) when val/train loss rises above this."""
+  l2_factor: float = 2.0
+  bootstrap: bool = True
+  """Each member trains on its own Poisson(1) online bootstrap resample of the labels."""
+
+  def __post_init__(self):
+    v.positive_int(self.ensemble_size, "reward.ensemble_size")
+    v.require(len(self.hidden) > 0 and all(isinstance(h, int) and h > 0 for h in self.hidden),
+              "reward.hidden", f"must be a non-empty list of positive widths, got {self.hidden!r}")
+    object.__setattr__(self, "hidden", tuple(self.hidden))
+    v.positive(self.learning_rate, "reward.learning_rate")
+    v.positive_int(self.batch_size, "reward.batch_size")
+    v.positive_int(self.steps_per_iteration, "reward.steps_per_iteration")
+    v.require(0 <= self.rater_noise < 1, "reward.rater_noise",
+              f"must be in [0, 1), got {self.rater_noise!r}")
+    v.require(0 <= self.validation_fraction < 1, "reward.validation_fraction",
+              f"must be in [0, 1), got {self.validation_fraction!r}")
+    v.non_negative(self.l2_init, "reward.l2_init")
+    v.require(0 < self.l2_low < self.l2_high, "reward.l2_low",
+              f"need 0 < l2_low < l2_high, got {self.l2_low!r}, {self.l2_high!r}")
+    v.require(self.l2_factor > 1, "reward.l2_factor", f"must be > 1, got {self.l2_factor!r}")
+
+
+class RewardNet(nn.Module):
+  """r(s, a): MLP over [obs, action] -> scalar."""
+
+  hidden: Sequence[int]
+
+  @nn.compact
+  def __call__(self, obs, action):
+    x = jnp.concatenate([obs, action], axis=-1)
+    for width in self.hidden:
+      x = nn.leaky_relu(nn.Dense(width)(x), 0.01)
+    return nn.Dense(1)(x)[..., 0]
+
+
+@struct.dataclass
+class RewardState:
+  params: dict              # stacked over members: every leaf [K, ...]
+  opt_state: optax.OptState
+  l2: jax.Array             # [K] L2 coefficient per member
+
+
+class RewardEnsemble:
+  """Static pieces: the net, the optimiser, the config."""
+
+  def __init__(self, cfg: RewardModelConfig, obs_size: int, action_size: int):
+    self.cfg = cfg
+    self.net = RewardNet(cfg.hidden)
+    self.obs_size, self.action_size = obs_size, action_size
+    self.optimizer = optax.adam(cfg.learning_rate)
+
+  def init(self, key: jax.Array) -> RewardState:
+    keys = jax.random.split(key, self.cfg.ensemble_size)
+    obs, act = jnp.zeros((1, self.obs_size)), jnp.zeros((1, self.action_size))
+    params = jax.vmap(lambda k: self.net.init(k, obs, act))(keys)
+    return RewardState(params=params, opt_state=jax.vmap(self.optimizer.init)(params),
+                       l2=jnp.full((self.cfg.ensemble_size,), self.cfg.l2_init))
+
+  def member_rewards(self, params, obs, action) -> jax.Array:
+    """Raw per-member rewards: obs [..., D], action [..., A] -> [K, ...]."""
+    return jax.vmap(lambda p: self.net.apply(p, obs, action))(params)
+
+  def reward(self, params, obs, action) -> jax.Array:
+    """Reward for PPO: obs [T, B, D] -> [T, B]. Each member's output is normalised to zero mean
+    and unit std over this batch, then the members are averaged."""
+    r = self.member_rewards(params, obs, action)
+    axes = tuple(range(1, r.ndim))
+    r = (r - r.mean(axes, keepdims=True)) / (r.std(axes, keepdims=True) + 1e-8)
+    return r.mean(0)
+
+  def fragment_returns(self, params, obs, action) -> jax.Array:
+    """Predicted fragment returns: obs [..., L, D] -> [K, ...] (sum over the L axis)."""
+    return self.member_rewards(params, obs, action).sum(-1)
+
+
+def preference_probability(return_1, return_2, rater_noise):
+  """P[fragment 1 preferred] = (1 - eps) * sigmoid(R1 - R2) + eps / 2 (Bradley-Terry + noise)."""
+  return (1.0 - rater_noise) * jax.nn.sigmoid(return_1 - return_2) + 0.5 * rater_noise
+
+
+def bradley_terry_loss(return_1, return_2, label, weight, rater_noise):
+  """Weighted cross-entropy of soft labels under the noisy Bradley-Terry model.
+
+  return_1, return_2: [N] predicted fragment returns; label: [N] in [0, 1] (1: fragment 1
+  preferred, 0.5: tie); weight: [N] (0 masks a pair out). Returns the weighted mean
+  -[mu log P + (1 - mu) log(1 - P)].
+  """
+  p = preference_probability(return_1, return_2, rater_noise)
+  nll = -(label * jnp.log(p) + (1.0 - label) * jnp.log1p(-p))
+  return jnp.sum(weight * nll) / jnp.maximum(jnp.sum(weight), 1e-8)
+
+
+def member_loss(params, l2, net, batch, weight, rater_noise):
+  """One member's loss on a minibatch: Bradley-Terry + l2 * |W|^2 / 2. Returns (loss, nll)."""
+  returns = net.apply(params, batch["obs"], batch["action"]).sum(-1)  # [N, 2]
+  nll = bradley_terry_loss(returns[:, 0], returns[:, 1], batch["label"], weight, rater_noise)
+  sq = sum(jnp.sum(w**2) for w in jax.tree.leaves(params))
+  return nll + 0.5 * l2 * sq, nll
+
+
+def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
+  """``steps_per_iteration`` SGD steps of every member on its bootstrap resample of the buffer's
+  training labels, then the L2 adaptation on the full train / validation losses.
+
+  Each member draws its minibatch indices in proportion to its Poisson bootstrap weights over the
+  training entries (``filled & ~is_val``), so the resample needs no copies. Returns
+  (state, metrics); with no training labels yet the weights are left unchanged.
+  """
+  cfg = ensemble.cfg
+  train_mask = buffer.filled() & ~buffer.is_val                 # [C]
+  val_mask = buffer.filled() & buffer.is_val
+  member_w = buffer.weight.T * train_mask                        # [K, C]
+  if not cfg.bootstrap:
+    member_w = jnp.broadcast_to(train_mask, member_w.shape).astype(jnp.float32)
+  has_train = jnp.any(member_w > 0, axis=1)                      # [K]
+  logits = jnp.where(member_w > 0, jnp.log(jnp.maximum(member_w, 1e-30)), -jnp.inf)
+  logits = jnp.where(has_train[:, None], logits, 0.0)
+
+  def member_step(params, opt_state, l2, member_logits, k):
+    idx = jax.random.categorical(k, member_logits, shape=(cfg.batch_size,))
+    batch = {"obs": buffer.obs[idx], "action": buffer.action[idx], "label": buffer.label[idx]}
+    weight = jnp.ones((cfg.batch_size,))
+    grads, nll = jax.grad(
+        lambda p: member_loss(p, l2, ensemble.net, batch, weight, cfg.rater_noise),
+        has_aux=True)(params)
+    updates, new_opt = ensemble.optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_opt, nll
+
+  def sgd_step(carry, k):
+    params, opt_state = carry
+    keys = jax.random.split(k, cfg.ensemble_size)
+    new_params, new_opt, nll = jax.vmap(member_step)(params, opt_state, state.l2, logits, keys)
+    keep = lambda new, old: jax.vmap(lambda h, a, b: jnp.where(h, a, b))(has_train, new, old)
+    return (jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state)), nll
+
+  (params, opt_state), _ = jax.lax.scan(sgd_step, (state.params, state.opt_state),
+                                        jax.random.split(key, cfg.steps_per_iteration))
+  metrics = evaluate(ensemble, params, buffer)
+  ratio = metrics["reward/val_nll_member"] / jnp.maximum(metrics["reward/train_nll_member"], 1e-8)
+  can_adapt = has_train & (jnp.sum(val_mask) > 0)
+  l2 = jnp.where(can_adapt & (ratio > cfg.l2_high), state.l2 * cfg.l2_factor, state.l2)
+  l2 = jnp.where(can_adapt & (ratio < cfg.l2_low), l2 / cfg.l2_factor, l2)
+  l2 = jnp.clip(l2, 1e-8, 10.0)
+  metrics["reward/val_train_ratio"] = ratio
+  metrics["reward/l2"] = l2
+  return RewardState(params=params, opt_state=opt_state, l2=l2), metrics
+
+
+def evaluate(ensemble: RewardEnsemble, params, buffer) -> dict:
+  """Losses and accuracy of the ensemble on the buffer's training and validation labels.
+
+  Accuracy: the ensemble-mean P[fragment 1 preferred] on the right side of 0.5, over
+  validation pairs that are not ties. Oracle agreement: the same against the true fragment
+  returns (how well the learned reward orders behaviour the task's way).
+  """
+  cfg = ensemble.cfg
+  train_mask = (buffer.filled() & ~buffer.is_val).astype(jnp.float32)
+  val_mask = (buffer.filled() & buffer.is_val).astype(jnp.float32)
+  returns = ensemble.fragment_returns(params, buffer.obs, buffer.action)     # [K, C, 2]
+  nll = lambda w: jax.vmap(lambda r: bradley_terry_loss(r[:, 0], r[:, 1], buffer.label, w,
+                                                        cfg.rater_noise))(returns)
+  p = preference_probability(returns[..., 0], returns[..., 1], cfg.rater_noise).mean(0)  # [C]
+  decided = val_mask * (buffer.label != 0.5)
+  correct = (p > 0.5) == (buffer.label > 0.5)
+  oracle_first = buffer.oracle_return[:, 0] > buffer.oracle_return[:, 1]
+  oracle_decided = val_mask * (buffer.oracle_return[:, 0] != buffer.oracle_return[:, 1])
+  n_val = jnp.sum(decided)
+  return {
+      "reward/train_nll_member": nll(train_mask),
+      "reward/val_nll_member": nll(val_mask),
+      "reward/train_nll": jnp.mean(nll(train_mask)),
+      "reward/val_nll": jnp.mean(nll(val_mask)),
+      "reward/val_accuracy": jnp.where(n_val > 0, jnp.sum(decided * correct) / n_val, jnp.nan),
+      "reward/val_oracle_agreement": jnp.where(
+          jnp.sum(oracle_decided) > 0,
+          jnp.sum(oracle_decided * ((p > 0.5) == oracle_first)) / jnp.sum(oracle_decided),
+          jnp.nan),
+      "reward/val_labels": jnp.sum(val_mask),
+  }
+
+
+def pearson(x: jax.Array, y: jax.Array) -> jax.Array:
+  """Pearson correlation of two arrays of the same shape (flattened)."""
+  x, y = x.ravel() - x.mean(), y.ravel() - y.mean()
+  return jnp.sum(x * y) / (jnp.sqrt(jnp.sum(x**2) * jnp.sum(y**2)) + 1e-12)

@@ -1,0 +1,151 @@
+"""MJX Hopper: shapes, NaN-free long rollouts, the gym-style step against a hand computation on
+the C engine, fixed-horizon episodes. Compiled functions are shared per module."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from rlhp_jax.envs import hopper, tasks
+
+B = 8
+
+
+@pytest.fixture(scope="module")
+def gym_env():
+  return hopper.make(hopper.HopperConfig(mode="gym", episode_length=1000))
+
+
+@pytest.fixture(scope="module")
+def fixed_env():
+  return hopper.make(hopper.HopperConfig(mode="fixed_horizon", episode_length=100))
+
+
+def random_rollout(env, steps):
+  """jit(scan(vmap(step + auto_reset))) under uniform random actions; returns per-step arrays."""
+  @jax.jit
+  def run(key):
+    states = jax.vmap(env.reset)(jax.random.split(key, B))
+
+    def body(state, k):
+      action = jax.random.uniform(k, (B, 3), minval=-1.0, maxval=1.0)
+      nxt = jax.vmap(env.step)(state, action)
+      out = (nxt.obs, nxt.data.qpos, nxt.data.qvel, nxt.true_reward, nxt.terminated,
+             nxt.truncated, nxt.t)
+      return jax.vmap(env.auto_reset)(nxt), out
+
+    return jax.lax.scan(body, states, jax.random.split(key, steps))[1]
+  return run
+
+
+@pytest.fixture(scope="module")
+def fixed_rollout(fixed_env):
+  return jax.device_get(random_rollout(fixed_env, 2000)(jax.random.PRNGKey(0)))
+
+
+def test_shapes(gym_env):
+  state = gym_env.reset(jax.random.PRNGKey(0))
+  assert state.obs.shape == (hopper.OBS_SIZE,)
+  assert state.data.qpos.shape == (6,) and state.data.qvel.shape == (6,)
+  np.testing.assert_allclose(state.data.qpos[1], 1.25, atol=6e-3)  # z height, Gym convention
+  batched = jax.vmap(gym_env.reset)(jax.random.split(jax.random.PRNGKey(1), B))
+  nxt = jax.jit(jax.vmap(gym_env.step))(batched, jnp.zeros((B, 3)))
+  assert nxt.obs.shape == (B, 11) and nxt.true_reward.shape == (B,)
+  assert nxt.terminated.dtype == jnp.bool_
+  # observation layout: qpos[1:], clipped qvel
+  np.testing.assert_allclose(nxt.obs[:, :5], nxt.data.qpos[:, 1:], rtol=1e-6)
+
+
+def test_long_random_rollout_has_no_nans(fixed_rollout):
+  obs, qpos, qvel, reward, *_ = fixed_rollout
+  for name, x in [("obs", obs), ("qpos", qpos), ("qvel", qvel), ("reward", reward)]:
+    assert np.isfinite(x).all(), name
+  assert np.abs(qvel).max() < 1e3  # no blow-up
+
+
+def test_fixed_horizon_never_terminates(fixed_rollout):
+  _, _, _, _, terminated, truncated, t = fixed_rollout
+  assert not terminated.any()
+  # 2000 steps at episode_length 100: exactly 20 episodes per env, each exactly 100 steps long
+  assert truncated.sum(0).tolist() == [20] * B
+  assert (t[truncated] == 100).all()
+  assert truncated[99::100].all()
+
+
+def test_gym_step_matches_hand_computation_on_c_engine(gym_env):
+  """One env step from a perturbed state: MJX vs mj_step x4 on the same model, and the reward
+  computed by hand from Gym's formula."""
+  cfg = gym_env.cfg
+  qpos = np.array([0.1, 1.2, 0.05, -0.3, -0.2, 0.1])
+  qvel = np.array([0.5, -0.2, 0.3, 1.0, -1.0, 0.5])
+  action = np.array([0.5, -0.8, 0.3])
+  state = gym_env.reset(jax.random.PRNGKey(0))
+  state = state.replace(data=state.data.replace(qpos=jnp.asarray(qpos, jnp.float32),
+                                                qvel=jnp.asarray(qvel, jnp.float32)))
+  nxt = jax.jit(gym_env.step)(state, jnp.asarray(action, jnp.float32))
+
+  m = hopper.load_model(cfg)
+  d = mujoco.MjData(m)
+  d.qpos[:], d.qvel[:], d.ctrl[:] = qpos, qvel, action
+  for _ in range(cfg.frame_skip):
+    mujoco.mj_step(m, d)
+  np.testing.assert_allclose(nxt.data.qpos, d.qpos, atol=2e-3)
+  expected = (d.qpos[0] - qpos[0]) / 0.008 + 1.0 - 1e-3 * np.sum(action**2)
+  np.testing.assert_allclose(nxt.true_reward, expected, rtol=2e-2, atol=2e-2)
+  # and exactly Gym's formula on MJX's own positions
+  own = (float(nxt.data.qpos[0]) - qpos[0]) / 0.008 + 1.0 - 1e-3 * np.sum(action**2)
+  np.testing.assert_allclose(nxt.true_reward, own, rtol=1e-4, atol=1e-4)
+  assert not bool(nxt.terminated)
+
+
+@pytest.mark.parametrize("index,value", [(1, 0.6), (2, 0.3), (2, -0.3), (3, 150.0)])
+def test_gym_terminates_when_unhealthy(gym_env, index, value):
+  """Gym's healthy ranges: z > 0.7, |angle| < 0.2, |qpos[2:], qvel| < 100."""
+  qpos = np.array(gym_env.mj_model.qpos0, np.float32)
+  qpos[index] = value
+  assert not bool(hopper.is_healthy(jnp.asarray(qpos), jnp.zeros(6), gym_env.cfg))
+  assert bool(hopper.is_healthy(jnp.asarray(gym_env.mj_model.qpos0, jnp.float32), jnp.zeros(6),
+                                gym_env.cfg))
+
+
+def test_gym_episode_terminates_and_auto_resets(gym_env):
+  """Zero torque: the hopper tips over, the episode terminates and auto_reset restarts it."""
+  state = gym_env.reset(jax.random.PRNGKey(3))
+  state = state.replace(data=state.data.replace(qpos=state.data.qpos.at[2].set(0.19)))
+  step = jax.jit(gym_env.step)
+  for _ in range(200):
+    state = step(state, jnp.zeros(3))
+    if bool(state.terminated):
+      break
+  assert bool(state.terminated), "a tilted passive hopper must fall"
+  ret = float(state.episode_return)
+  assert ret == pytest.approx(float(state.t), abs=5.0 * float(state.t))  # ~1 healthy/step
+  fresh = jax.jit(gym_env.auto_reset)(state)
+  assert int(fresh.t) == 0 and not bool(fresh.done) and float(fresh.episode_return) == 0.0
+  np.testing.assert_allclose(fresh.data.qpos[1], 1.25, atol=6e-3)
+
+
+def test_backflip_oracle_and_flip_count():
+  pitch = -jnp.linspace(0, 2 * np.pi * 2.5, 100)  # two and a half backward turns
+  assert float(tasks.flips_completed(pitch)) == 2.0
+  assert float(tasks.flips_completed(-pitch)) == 0.0  # forward turns are not backflips
+  q = jnp.array([0.0, 1.25, 0.0, 0, 0, 0])
+  spin_back = tasks.backflip(q, jnp.zeros(6), jnp.zeros(3), q.at[1].set(1.75),
+                             jnp.zeros(6).at[2].set(-4.0), 0.008, 1.0)
+  # 4 rad/s backwards + 2 * 0.5 m above standing + upright bonus 0.5
+  np.testing.assert_allclose(spin_back, 4.0 + 1.0 + 0.5, rtol=1e-6)
+  spin_fwd = tasks.backflip(q, jnp.zeros(6), jnp.zeros(3), q, jnp.zeros(6).at[2].set(4.0),
+                            0.008, 1.0)
+  np.testing.assert_allclose(spin_fwd, -4.0 + 0.5, rtol=1e-6)
+
+
+def test_hop_forward_oracle_hand_numbers():
+  q = jnp.zeros(6)
+  r = tasks.hop_forward(q, jnp.zeros(6), jnp.array([1.0, 0.0, -1.0]), q.at[0].set(0.016),
+                        jnp.zeros(6), 0.008, 1.0)
+  np.testing.assert_allclose(r, 2.0 + 1.0 - 2e-3, rtol=1e-6)
+  r0 = tasks.hop_forward(q, jnp.zeros(6), jnp.zeros(3), q, jnp.zeros(6), 0.008, 0.0)
+  assert float(r0) == 0.0
