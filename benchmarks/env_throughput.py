@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import platform
 import time
 
@@ -22,7 +24,8 @@ import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
 
-from rlhp_jax.envs import hopper
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rlhp_jax.envs import hopper  # noqa: E402
 
 
 def mjx_steps_per_s(env: hopper.Hopper, batch: int, steps: int, repeats: int = 2) -> dict:

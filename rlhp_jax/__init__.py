@@ -1,0 +1,1 @@
+"""rlhp-jax: reinforcement learning from human preferences on MJX Hopper."""

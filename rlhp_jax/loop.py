@@ -72,6 +72,11 @@ class RLHP:
     self.agent = ppo.Agent(cfg.ppo, hopper.OBS_SIZE, hopper.ACTION_SIZE, total_updates=updates)
     self.ensemble = reward_model.RewardEnsemble(cfg.reward, hopper.OBS_SIZE, hopper.ACTION_SIZE)
     self.preference_learning = cfg.reward_source == "preferences"
+    from rlhp_jax import validation
+    validation.require(self.warmup_iterations < self.num_iterations, "prefs.pairs_per_iteration",
+                       f"collecting the initial {cfg.prefs.initial_labels} labels takes "
+                       f"{self.warmup_iterations} iterations, the whole run has "
+                       f"{self.num_iterations}; raise pairs_per_iteration or the env steps")
 
   # -- state ------------------------------------------------------------------------------
   def init(self, key: jax.Array) -> RLHPState:
@@ -149,8 +154,16 @@ class RLHP:
                          rl_env_steps=new_ppo.env_steps), metrics
 
   @property
+  def warmup_iterations(self) -> int:
+    """Iterations spent collecting the initial labels with the policy frozen."""
+    if not self.preference_learning:
+      return 0
+    return math.ceil(self.cfg.prefs.initial_labels / self.cfg.prefs.pairs_per_iteration)
+
+  @property
   def rl_env_step_budget(self) -> int:
-    return self.num_iterations * self.cfg.ppo.batch_size
+    """Env steps of RL after the initial labels: the label schedule's time axis."""
+    return (self.num_iterations - self.warmup_iterations) * self.cfg.ppo.batch_size
 
   def chunk(self, state: RLHPState, teacher: teachers.TeacherParams):
     """``run.iterations_per_call`` iterations (lax.scan); metrics stacked [k]."""
