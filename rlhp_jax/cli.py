@@ -88,6 +88,19 @@ def make_gatherer(cfg, run_dir):
   return loop.SyntheticGatherer(cfg.teacher)
 
 
+def cmd_render(ns) -> int:
+  """Renders a run's saved evaluation episode (eval_qpos.npy) to policy.mp4, e.g. for runs made
+  on a machine without a GL backend."""
+  import numpy as np
+  from rlhp_jax import experiment, loop
+  cfg = experiment.load_experiment(os.path.join(ns.run_dir, "config.json"))
+  qpos_path = os.path.join(ns.run_dir, "eval_qpos.npy")
+  validation.require(os.path.exists(qpos_path), "run_dir", f"{qpos_path} is missing")
+  path = loop.write_policy_video(cfg, ns.run_dir, np.load(qpos_path))
+  print(path or "no video written")
+  return 0 if path else 1
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="rlhp-jax", description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
@@ -97,10 +110,14 @@ def main(argv=None) -> int:
   train.add_argument("--out", default=None, help="parent folder for the run directory")
   train.add_argument("--resume", default=None, metavar="RUN_DIR",
                      help="continue a killed run from its last checkpoint")
+  render = sub.add_parser("render", help="render a run's final evaluation episode to mp4")
+  render.add_argument("run_dir")
   ns, rest = parser.parse_known_args(argv)
   try:
     if ns.command == "train":
       return cmd_train(ns, rest)
+    if ns.command == "render":
+      return cmd_render(ns)
   except validation.ConfigError as e:
     print(f"rlhp-jax: config error: {e}", file=sys.stderr)
     return 2

@@ -340,8 +340,10 @@ def finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir, teache
   report.plot_learning_curve(metrics_log.rows, os.path.join(run_dir, "learning_curve.png"),
                              title=f"{cfg.name}: true return", series=series,
                              second_x="prefs/labels" if system.preference_learning else None)
+  first = np.asarray(qpos[0, :, 0])[np.asarray(alive[0, :, 0]).astype(bool)]
+  np.save(os.path.join(run_dir, "eval_qpos.npy"), first)  # re-render with `rlhp-jax render`
   if cfg.run.video:
-    summary["video"] = write_policy_video(cfg, run_dir, qpos[0, :, 0], alive[0, :, 0])
+    summary["video"] = write_policy_video(cfg, run_dir, first)
   return summary
 
 
@@ -366,11 +368,10 @@ def _chunk_mean(key, values):
   return np.where(np.isnan(out), None, out).tolist()
 
 
-def write_policy_video(cfg: ExperimentConfig, run_dir: str, qpos, alive) -> str | None:
-  """Renders one evaluation episode to ``policy.mp4``; a missing GL backend is reported and
-  skipped, never fatal to a finished run."""
+def write_policy_video(cfg: ExperimentConfig, run_dir: str, qpos) -> str | None:
+  """Renders one evaluation episode (qpos [L, 6]) to ``policy.mp4``; a missing GL backend is
+  reported and skipped, never fatal to a finished run."""
   from rlhp_jax import render
-  qpos = np.asarray(qpos)[np.asarray(alive).astype(bool)]
   path = os.path.join(run_dir, "policy.mp4")
   try:
     frames = render.render_clips(hopper.ASSET, [qpos], cfg.run.video_width,

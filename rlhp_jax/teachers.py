@@ -4,7 +4,7 @@ All six of B-Pref's teachers (Lee et al. 2021) are one parametric teacher with d
 settings, so an ablation over teachers is a ``vmap`` over ``TeacherParams``, one compile:
 
     R_i    = sum_t gamma^(L-1-t) r_i[t]                 myopic when gamma < 1 (exact: gamma = 1)
-    skip   if max(R_1, R_2) < skip * S                  no label (the pair is dropped)
+    skip   if max(R_1, R_2) < skip * S (skip > 0)      no label (the pair is dropped)
     equal  if |R_1 - R_2| < equal * S                   label 0.5
     label  = 1[R_1 > R_2]                               exact (beta = 0)
            ~ Bernoulli(sigmoid(beta * (R_1 - R_2)))     Boltzmann-rational when beta > 0
@@ -102,5 +102,5 @@ def teach(params: TeacherParams, rewards: jax.Array, key: jax.Array):
   flip = jax.random.bernoulli(k_mistake, params.mistake, label.shape)
   label = jnp.where(flip, 1.0 - label, label)
   label = jnp.where(jnp.abs(r1 - r2) < params.equal * scale, 0.5, label)
-  valid = jnp.maximum(r1, r2) >= params.skip * scale
+  valid = (params.skip <= 0) | (jnp.maximum(r1, r2) >= params.skip * scale)
   return label, valid

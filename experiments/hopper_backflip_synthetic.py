@@ -1,0 +1,27 @@
+"""Backflips from synthetic preferences: the exact teacher judges fragment pairs by the backflip
+oracle (rlhp_jax.envs.tasks.backflip: backward pitch rate + height + landing upright).
+
+The summary's ``flips_per_episode_per_run`` counts whole backward turns per evaluation episode.
+Sized for a GPU (about 10M env steps); on CPU lower --run.total-env-steps.
+"""
+
+from rlhp_jax.envs.hopper import HopperConfig
+from rlhp_jax.experiment import ExperimentConfig, RunConfig
+from rlhp_jax.ppo import PPOConfig
+from rlhp_jax.preferences import PreferenceConfig
+from rlhp_jax.reward_model import RewardModelConfig
+from rlhp_jax.teachers import TeacherConfig
+
+CONFIG = ExperimentConfig(
+    name="hopper_backflip_synthetic",
+    reward_source="preferences",
+    env=HopperConfig(mode="fixed_horizon", task="backflip", episode_length=1000),
+    ppo=PPOConfig(num_envs=512, unroll_length=64, num_epochs=5, num_minibatches=16,
+                  learning_rate=3e-4, reward_scale=0.1, entropy_cost=1e-3),
+    reward=RewardModelConfig(ensemble_size=3, steps_per_iteration=32),
+    prefs=PreferenceConfig(total_labels=1400, pairs_per_iteration=32, fragment_length=50,
+                           schedule_timescale=2e6),
+    teacher=TeacherConfig(),
+    run=RunConfig(total_env_steps=10_000_000, num_seeds=1, eval_every=1_000_000,
+                  iterations_per_call=5),
+)
