@@ -210,8 +210,9 @@ class SyntheticGatherer:
 
 
 def train(cfg: ExperimentConfig, run_dir: str, teacher_configs=None, resume: bool = False,
-          log=print) -> dict:
-  """Synthetic driver: all seeds x teacher settings in one compile; checkpoints every chunk."""
+          log=print, stop_after_chunks: int | None = None) -> dict | None:
+  """Synthetic driver: all seeds x teacher settings in one compile; checkpoints every chunk.
+  ``stop_after_chunks`` ends the process-level loop early (as a kill would; returns None)."""
   system = RLHP(cfg)
   teacher_configs = list(teacher_configs or [cfg.teacher])
   teacher_params = teachers.stack(teacher_configs)
@@ -254,6 +255,8 @@ def train(cfg: ExperimentConfig, run_dir: str, teacher_configs=None, resume: boo
     metrics_log.write(row)
     ckpt.save(c + 1, state)
     progress(steps, row)
+    if stop_after_chunks is not None and c + 1 - start_chunk >= stop_after_chunks:
+      return None
   return finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir,
                 teacher_configs, time.perf_counter() - t_start)
 

@@ -180,13 +180,19 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
                                         jax.random.split(key, cfg.steps_per_iteration))
   metrics = evaluate(ensemble, params, buffer)
   ratio = metrics["reward/val_nll_member"] / jnp.maximum(metrics["reward/train_nll_member"], 1e-8)
-  can_adapt = has_train & (jnp.sum(val_mask) > 0)
-  l2 = jnp.where(can_adapt & (ratio > cfg.l2_high), state.l2 * cfg.l2_factor, state.l2)
-  l2 = jnp.where(can_adapt & (ratio < cfg.l2_low), l2 / cfg.l2_factor, l2)
-  l2 = jnp.clip(l2, 1e-8, 10.0)
+  l2 = adapt_l2(state.l2, ratio, has_train & (jnp.sum(val_mask) > 0), cfg)
   metrics["reward/val_train_ratio"] = ratio
   metrics["reward/l2"] = l2
   return RewardState(params=params, opt_state=opt_state, l2=l2), metrics
+
+
+def adapt_l2(l2, ratio, can_adapt, cfg: RewardModelConfig):
+  """The paper's rule, per member: keep validation loss within [l2_low, l2_high] x training loss
+  by multiplying the L2 coefficient by ``l2_factor`` when validation loss is too high
+  (overfitting) and dividing it when too low. Clipped to [1e-8, 10]."""
+  l2 = jnp.where(can_adapt & (ratio > cfg.l2_high), l2 * cfg.l2_factor, l2)
+  l2 = jnp.where(can_adapt & (ratio < cfg.l2_low), l2 / cfg.l2_factor, l2)
+  return jnp.clip(l2, 1e-8, 10.0)
 
 
 def evaluate(ensemble: RewardEnsemble, params, buffer) -> dict:

@@ -1,0 +1,86 @@
+"""Fragments, active selection, the preference buffer (no retrace) and the label schedule."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlhp_jax import fragments, preferences
+from rlhp_jax.ppo import Transition
+
+
+def fake_transitions(T=20, B=4):
+  code = (jnp.arange(T)[:, None] * 100 + jnp.arange(B)[None, :]).astype(jnp.float32)
+  z = lambda *s: jnp.zeros((T, B) + s)
+  return Transition(obs=jnp.repeat(code[..., None], 11, -1), action=jnp.repeat(code[..., None], 3, -1),
+                    log_prob=z(), value=z(), next_obs=z(11), next_value=z(),
+                    terminated=z().astype(bool), done=z().astype(bool), qpos=z(6), qvel=z(6),
+                    true_reward=code, episode_return=z())
+
+
+def test_cut_gathers_the_right_steps():
+  tr = fake_transitions()
+  t0 = jnp.array([[0, 5], [12, 3]])
+  env = jnp.array([[1, 2], [3, 0]])
+  frag = fragments.cut(tr, t0, env, 4)
+  assert frag.obs.shape == (2, 2, 4, 11) and frag.qpos.shape == (2, 2, 4, 6)
+  np.testing.assert_array_equal(frag.true_reward[0, 1], [502, 602, 702, 802])
+  np.testing.assert_array_equal(frag.true_reward[1, 0], [1203, 1303, 1403, 1503])
+
+
+def test_disagreement_selection_keeps_the_most_disputed_pairs():
+  tr = fake_transitions()
+
+  def member_returns(obs, action):
+    # member k scores a fragment by k * (sum of codes) mod 7: disagreement varies by pair
+    s = obs[..., 0].sum(-1)
+    return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
+
+  key = jax.random.PRNGKey(4)
+  chosen, score = fragments.select(key, tr, 5, 4, "disagreement", 10, member_returns, 0.1)
+  everything, all_scores = fragments.select(key, tr, 50, 4, "random", 1, member_returns, 0.1)
+  np.testing.assert_allclose(score, np.sort(np.asarray(all_scores))[::-1][:5], rtol=1e-6)
+  np.testing.assert_array_equal(chosen.true_reward,
+                                everything.true_reward[np.argsort(-np.asarray(all_scores))[:5]])
+
+
+def test_buffer_appends_valid_pairs_in_order_without_retrace():
+  traces = []
+
+  @jax.jit
+  def add(buf, label, valid, key):
+    traces.append(1)
+    obs = jnp.broadcast_to(label[:, None, None, None], (4, 2, 3, 11))
+    return preferences.add(buf, obs, jnp.zeros((4, 2, 3, 3)), label, valid, jnp.zeros((4, 2)),
+                           key, 0.0, True)
+
+  buf = preferences.init_buffer(10, 3, 11, 3, 2)
+  buf = add(buf, jnp.array([1.0, 0.0, 0.5, 1.0]), jnp.array([True, False, True, True]),
+            jax.random.PRNGKey(0))
+  buf = add(buf, jnp.array([0.0, 0.0, 1.0, 1.0]), jnp.array([True, True, True, True]),
+            jax.random.PRNGKey(1))
+  buf = add(buf, jnp.array([0.5, 0.5, 0.5, 0.5]), jnp.array([True, True, True, True]),
+            jax.random.PRNGKey(2))  # only 3 slots left: the 4th pair is dropped
+  assert len(traces) == 1, "adding labels must not recompile"
+  assert int(buf.count) == 10
+  np.testing.assert_array_equal(buf.label, [1, 0.5, 1, 0, 0, 1, 1, 0.5, 0.5, 0.5])
+  np.testing.assert_array_equal(buf.obs[:, 0, 0, 0], buf.label)
+  assert not buf.is_val.any()  # validation_fraction 0
+  assert (np.asarray(buf.weight) >= 0).all() and np.asarray(buf.weight).mean() > 0.3
+
+
+def test_label_schedule():
+  cfg = preferences.PreferenceConfig(total_labels=700, initial_fraction=0.25,
+                                     pairs_per_iteration=64, schedule_timescale=2e6)
+  total = 5_000_000
+  n, warm = preferences.pairs_to_request(cfg, 0, 0, total)
+  assert int(n) == 64 and bool(warm)
+  n, warm = preferences.pairs_to_request(cfg, 170, 0, total)
+  assert int(n) == 5 and bool(warm)
+  n, warm = preferences.pairs_to_request(cfg, 175, 0, total)
+  assert int(n) == 0 and not bool(warm)
+  due = [float(preferences.labels_due(cfg, t, total)) for t in np.linspace(0, total, 11)]
+  assert due[0] == 175 and abs(due[-1] - 700) < 1e-3
+  assert np.all(np.diff(due) > 0) and np.all(np.diff(np.diff(due)) < 0)  # decaying rate
+  # paper shape: cumulative ~ log(1 + T / tau)
+  expected = 175 + 525 * np.log1p(2.5e6 / 2e6) / np.log1p(5e6 / 2e6)
+  np.testing.assert_allclose(due[5], expected, rtol=1e-5)

@@ -1,0 +1,66 @@
+"""Each synthetic teacher's behaviour on constructed fragment pairs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlhp_jax import teachers as T
+
+KEY = jax.random.PRNGKey(0)
+
+
+def pairs(r1, r2, length=4):
+  """Pairs whose fragments have the given returns spread evenly over ``length`` steps."""
+  r1, r2 = np.asarray(r1, float), np.asarray(r2, float)
+  return jnp.stack([np.repeat(r1[:, None] / length, length, 1),
+                    np.repeat(r2[:, None] / length, length, 1)], 1)
+
+
+def test_exact():
+  label, valid = T.teach(T.PRESETS["exact"].params(), pairs([3, 1, 2, -5], [1, 3, 2, -6]), KEY)
+  np.testing.assert_array_equal(label, [1, 0, 0.5, 1])
+  assert valid.all()  # skip=0 never skips, negative returns included
+
+
+def test_boltzmann_matches_sigmoid():
+  n = 20000
+  label, _ = T.teach(T.TeacherConfig(beta=1.0).params(), pairs(np.ones(n), np.zeros(n)), KEY)
+  assert abs(float(label.mean()) - 1 / (1 + np.exp(-1))) < 0.015
+  sharp, _ = T.teach(T.TeacherConfig(beta=50.0).params(), pairs(np.ones(100), np.zeros(100)),
+                     KEY)
+  assert sharp.mean() == 1.0
+
+
+def test_mistake_flips_at_rate():
+  n = 20000
+  label, _ = T.teach(T.PRESETS["mistake"].params(), pairs(np.ones(n), np.zeros(n)), KEY)
+  assert abs(float(1 - label.mean()) - 0.1) < 0.01
+
+
+def test_skip_drops_low_pairs():
+  # scale S = 10; skip = 0.1 -> pairs whose better fragment is below 1 are skipped
+  label, valid = T.teach(T.PRESETS["skip"].params(), pairs([10, 0.5, 2], [1, 0.2, 0.5]), KEY)
+  np.testing.assert_array_equal(valid, [True, False, True])
+
+
+def test_equal_gives_half_for_close_returns():
+  label, _ = T.teach(T.PRESETS["equal"].params(), pairs([10, 5.5, 3], [1, 5, 8]), KEY)
+  np.testing.assert_array_equal(label, [1, 0.5, 0])
+
+
+def test_myopic_weighs_the_end():
+  late = jnp.array([[0, 0, 0, 0, 1.0]])
+  early = jnp.array([[1.5, 0, 0, 0, 0]])
+  rewards = jnp.stack([late, early], 1)
+  assert float(T.teach(T.PRESETS["exact"].params(), rewards, KEY)[0][0]) == 0.0
+  myopic = T.TeacherConfig(gamma=0.5).params()
+  np.testing.assert_allclose(T.fragment_return(myopic, early), 1.5 * 0.5**4)
+  assert float(T.teach(myopic, rewards, KEY)[0][0]) == 1.0
+
+
+def test_all_six_teachers_in_one_vmapped_call():
+  stacked = T.stack(list(T.PRESETS.values()))
+  rewards = pairs([3, 1], [1, 3])
+  labels, valid = jax.jit(jax.vmap(T.teach, in_axes=(0, None, None)))(stacked, rewards, KEY)
+  assert labels.shape == (6, 2)
+  np.testing.assert_array_equal(labels[0], [1, 0])  # exact
