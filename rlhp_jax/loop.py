@@ -100,8 +100,9 @@ class RLHP:
     metrics)."""
     cfg, p = self.cfg, self.cfg.prefs
     key, k_select, k_teach, k_learn = jax.random.split(state.key, 4)
+    # Labels are due by the RL steps taken once this iteration's rollout has run.
     n_request, warmup = preferences.pairs_to_request(
-        p, state.requested, state.rl_env_steps, self.rl_env_step_budget)
+        p, state.requested, state.rl_env_steps + cfg.ppo.batch_size, self.rl_env_step_budget)
     new_ppo, tr, metrics = ppo.train_step(self.agent, self.env, state.ppo, self.learned_reward,
                                           state.reward.params)
     # While the initial labels are collected the policy stays the initial random one.
