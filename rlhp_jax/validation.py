@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 
-class ConfigError(ValueError):
+class ConfigError(Exception):
   """A config field holds a value the code cannot use.
 
   The message is a single line: ``<section.field>: <what is wrong>; <what to do>``.
-  The CLI prints it without a traceback.
+  The CLI prints it without a traceback. (Not a ValueError: tyro would reformat those.)
   """
 
 

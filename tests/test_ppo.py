@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp_jax import networks, ppo, rl_train
+from rlhp_jax import loop, networks, ppo
 from rlhp_jax.envs import hopper
 from rlhp_jax.experiment import ExperimentConfig, RunConfig
 
@@ -72,22 +72,21 @@ def test_gaussian_log_prob_matches_scipy_formula():
 
 
 def test_short_ppo_run_raises_true_return():
-  """~100k env steps of PPO on gym-style Hopper: the deterministic policy's true return rises
+  """~120k env steps of PPO on gym-style Hopper: the deterministic policy's true return rises
   well above the untrained policy's (which falls over at once, ~10-80)."""
   cfg = ExperimentConfig(
-      name="ppo_smoke", env=hopper.HopperConfig(mode="gym"),
+      name="ppo_smoke", reward_source="true", env=hopper.HopperConfig(mode="gym"),
       ppo=ppo.PPOConfig(num_envs=32, unroll_length=64, num_epochs=5, num_minibatches=4,
                         reward_scale=0.1),
-      run=RunConfig(total_env_steps=32 * 64 * 60, iterations_per_call=20, num_seeds=1))
-  env = hopper.make(cfg.env)
-  agent = rl_train.make_agent(cfg, rl_train.num_iterations(cfg))
-  state = jax.jit(functools.partial(ppo.init_state, agent, env))(jax.random.PRNGKey(0))
-  evaluate = jax.jit(functools.partial(ppo.evaluate, agent, env, num_episodes=5))
-  before = float(evaluate(state.params, jax.random.PRNGKey(9))[0].mean())
-  chunk = jax.jit(rl_train.make_chunk(agent, env, cfg.run.iterations_per_call))
+      run=RunConfig(total_env_steps=32 * 64 * 60, iterations_per_call=20, eval_episodes=5))
+  system = loop.RLHP(cfg)
+  state = jax.jit(system.init)(jax.random.PRNGKey(0))
+  evaluate = jax.jit(system.evaluate)
+  before = float(evaluate(state, jax.random.PRNGKey(9))[0].mean())
+  chunk = jax.jit(system.chunk)
   for _ in range(3):
-    state, metrics = chunk(state)
-  after = float(evaluate(state.params, jax.random.PRNGKey(9))[0].mean())
+    state, metrics = chunk(state, cfg.teacher.params())
+  after = float(evaluate(state, jax.random.PRNGKey(9))[0].mean())
   assert np.isfinite(np.asarray(metrics["ppo/policy_loss"])).all()
-  assert int(state.env_steps) == 32 * 64 * 60
+  assert int(state.ppo.env_steps) == 32 * 64 * 60
   assert after > before + 100, (before, after)
