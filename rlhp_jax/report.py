@@ -61,21 +61,24 @@ def plot_learning_curve(rows: Iterable[dict], path: str, title: str,
   rows = list(rows)
   fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
   for key, label in series.items():
-    pts = [(r[x], r[key]) for r in rows if key in r and r[key] is not None]
+    pts = [(r[x], r[key]) for r in rows
+           if key in r and any(v is not None for v in np.atleast_1d(np.asarray(r[key], object)))]
     if not pts:
       continue
     xs = np.array([p[0] for p in pts], float)
-    ys = np.array([np.atleast_1d(p[1]) for p in pts], float)
+    ys = np.array([[np.nan if v is None else v for v in np.atleast_1d(np.asarray(p[1], object))]
+                   for p in pts], float)
     if ys.shape[1] > 1:
       for s in range(ys.shape[1]):
         ax.plot(xs, ys[:, s], lw=0.8, alpha=0.35)
-    ax.plot(xs, ys.mean(1), lw=2, marker="o" if len(xs) < 30 else None, ms=3, label=label)
+    ax.plot(xs, np.nanmean(ys, 1), lw=2, marker="o" if len(xs) < 30 else None, ms=3, label=label)
   ax.set_xlabel(x.replace("_", " "))
   ax.set_ylabel("return")
   ax.grid(alpha=0.3)
   ax.legend(loc="best")
   if second_x and rows and second_x in rows[-1]:
-    ax.set_title(f"{title}  ({second_x.replace('_', ' ')}: {rows[-1][second_x]})")
+    last = np.atleast_1d(np.asarray(rows[-1][second_x], float))
+    ax.set_title(f"{title}  ({second_x.split('/')[-1]}: {last.mean():.0f})")
   else:
     ax.set_title(title)
   fig.tight_layout()
