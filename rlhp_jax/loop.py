@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rlhp_jax import checkpoint, fragments, ppo, preferences, report, reward_model, teachers
+from rlhp_jax import (checkpoint, fragments, ppo, preferences, report, reward_model, teachers,
+                      validation)
 from rlhp_jax.envs import hopper, tasks
 from rlhp_jax.experiment import ExperimentConfig
 
@@ -72,7 +73,6 @@ class RLHP:
     self.agent = ppo.Agent(cfg.ppo, hopper.OBS_SIZE, hopper.ACTION_SIZE, total_updates=updates)
     self.ensemble = reward_model.RewardEnsemble(cfg.reward, hopper.OBS_SIZE, hopper.ACTION_SIZE)
     self.preference_learning = cfg.reward_source == "preferences"
-    from rlhp_jax import validation
     validation.require(self.warmup_iterations < self.num_iterations, "prefs.pairs_per_iteration",
                        f"collecting the initial {cfg.prefs.initial_labels} labels takes "
                        f"{self.warmup_iterations} iterations, the whole run has "
