@@ -62,9 +62,9 @@ def cmd_train(ns, rest) -> int:
     experiment.save(cfg, os.path.join(run_dir, "config.json"))
   print(f"run directory: {run_dir}", flush=True)
   from rlhp_jax import loop, report
-  if cfg.labels == "external":
+  if cfg.external_labels:
     validation.require(cfg.reward_source == "preferences", "labels",
-                       "'external' needs reward_source='preferences'")
+                       f"{cfg.labels!r} needs reward_source='preferences'")
     validation.require(cfg.run.num_seeds == 1, "run.num_seeds",
                        "the external driver runs one seed; set --run.num-seeds 1")
     gatherer = make_gatherer(cfg, run_dir)
@@ -82,8 +82,14 @@ def cmd_train(ns, rest) -> int:
 
 
 def make_gatherer(cfg, run_dir):
-  """The label source of an external run. Issue 3 ships the synthetic teacher behind the
-  external interface; crowd (Toloka) and human (web page) gatherers plug in here."""
+  """The label source of an external run: crowd workers, you on a web page, or the synthetic
+  teacher behind the same interface."""
+  if cfg.labels == "toloka":
+    from rlhp_jax.crowd.toloka_gatherer import TolokaGatherer
+    return TolokaGatherer(cfg, run_dir)
+  if cfg.labels == "human":
+    from rlhp_jax.human.gatherer import HumanGatherer
+    return HumanGatherer(cfg, run_dir)
   from rlhp_jax import loop
   return loop.SyntheticGatherer(cfg.teacher)
 

@@ -12,9 +12,13 @@ import runpy
 from typing import Any, Literal
 
 from rlhp_jax import validation as v
+from rlhp_jax.crowd.config import StorageConfig, TolokaConfig
 from rlhp_jax.envs.hopper import HopperConfig
+from rlhp_jax.envs.tasks import INSTRUCTIONS
+from rlhp_jax.human.config import HumanConfig
 from rlhp_jax.ppo import PPOConfig
 from rlhp_jax.preferences import PreferenceConfig
+from rlhp_jax.render import ClipConfig
 from rlhp_jax.reward_model import RewardModelConfig
 from rlhp_jax.teachers import PRESETS, TeacherConfig
 
@@ -55,8 +59,10 @@ class ExperimentConfig:
   name: str = "experiment"
   reward_source: Literal["preferences", "true"] = "preferences"
   """"preferences": PPO on the learned reward (RLHP); "true": PPO on the oracle (baseline)."""
-  labels: Literal["synthetic", "external"] = "synthetic"
-  """"synthetic": the teacher below, whole run jitted; "external": Python loop + gatherer."""
+  labels: Literal["synthetic", "external", "toloka", "human"] = "synthetic"
+  """Who labels the pairs. "synthetic": the teacher below, the whole run jitted; "external":
+  the same teacher behind the Python-loop driver; "toloka": crowd workers (clips on
+  ``storage``, pools per ``toloka``); "human": you, on a local web page (``human``)."""
   env: HopperConfig = HopperConfig(mode="fixed_horizon")
   ppo: PPOConfig = PPOConfig()
   reward: RewardModelConfig = RewardModelConfig()
@@ -66,12 +72,19 @@ class ExperimentConfig:
   """Sweep: names of teacher presets (exact, boltzmann, mistake, skip, equal, myopic) trained
   side by side in one compile; empty means just ``teacher``."""
   run: RunConfig = RunConfig()
+  clips: ClipConfig = ClipConfig()
+  """How the clips of queried pairs are rendered (crowd and human labels)."""
+  storage: StorageConfig = StorageConfig()
+  toloka: TolokaConfig = TolokaConfig()
+  human: HumanConfig = HumanConfig()
+  instruction: str = ""
+  """What people judging clips are told; empty uses the task's text (envs/tasks.INSTRUCTIONS)."""
 
   def __post_init__(self):
     v.require(isinstance(self.name, str) and self.name.replace("_", "").replace("-", "").isalnum(),
               "name", f"must be letters, digits, '-' or '_', got {self.name!r}")
     v.one_of(self.reward_source, ("preferences", "true"), "reward_source")
-    v.one_of(self.labels, ("synthetic", "external"), "labels")
+    v.one_of(self.labels, ("synthetic", "external", "toloka", "human"), "labels")
     object.__setattr__(self, "teachers", tuple(self.teachers))
     for name in self.teachers:
       v.one_of(name, tuple(PRESETS), "teachers")
@@ -82,6 +95,15 @@ class ExperimentConfig:
       v.require(self.prefs.total_labels >= self.prefs.initial_labels, "prefs.initial_fraction",
                 "initial share exceeds the budget")
 
+
+  @property
+  def external_labels(self) -> bool:
+    """Labels come through the Python-loop driver (a gatherer), not the jitted teacher."""
+    return self.labels != "synthetic"
+
+  @property
+  def instruction_text(self) -> str:
+    return self.instruction or INSTRUCTIONS[self.env.task]
 
   def teacher_sweep(self) -> list[TeacherConfig]:
     return [PRESETS[n] for n in self.teachers] if self.teachers else [self.teacher]

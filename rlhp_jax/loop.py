@@ -195,7 +195,8 @@ class Gatherer(Protocol):
 
   def label(self, query: dict, iteration: int) -> tuple[np.ndarray, np.ndarray]:
     """query: host arrays of ``Query`` (pairs with obs/action/qpos/qvel/true_reward, mask,
-    teacher_key). Returns (label [P] in [0, 1], valid [P] bool) for the masked pairs."""
+    teacher_key). Returns (label [P] in [0, 1], valid [P] bool) for the masked pairs.
+    A gatherer may also define ``close()``: the driver calls it when the run ends."""
 
 
 class SyntheticGatherer:

@@ -8,12 +8,15 @@ in a subprocess, and rendering runs in worker processes that get that backend.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import multiprocessing
 import os
 import subprocess
 import sys
 
 import numpy as np
+
+from rlhp_jax import validation as v
 
 BACKENDS = ("egl", "osmesa")
 DEBIAN_PACKAGES = {"egl": "libegl1 (with libgl1-mesa-dri)", "osmesa": "libosmesa6"}
@@ -30,6 +33,31 @@ r.render()
 
 class RenderError(RuntimeError):
   pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipConfig:
+  """How the clips of queried pairs are drawn (CPU MuJoCo renderer, mp4 via mediapy)."""
+
+  width: int = 320
+  height: int = 240
+  fps: float = 30.0
+  """Target frame rate; every k-th env step is drawn so that clips play in real time."""
+  camera: str = "side"
+  """A camera of the model; hopper.xml's "side" camera tracks the torso's centre of mass."""
+  workers: int = 0
+  """Rendering processes; 0 uses every core."""
+
+  def __post_init__(self):
+    v.positive_int(self.width, "clips.width")
+    v.positive_int(self.height, "clips.height")
+    v.positive(self.fps, "clips.fps")
+    v.require(isinstance(self.workers, int) and self.workers >= 0, "clips.workers",
+              f"must be an integer >= 0 (0: all cores), got {self.workers!r}")
+
+  def stride(self, dt: float) -> int:
+    """Env steps per drawn frame for real-time playback at about ``fps``."""
+    return max(1, round(1.0 / (dt * self.fps)))
 
 
 _chosen: str | None = None
@@ -62,7 +90,7 @@ def gl_backend() -> str:
 
 
 def _render_worker(args):
-  xml_path, solver, qpos, width, height, camera = args
+  xml_path, qpos, width, height, camera, video_path, fps = args
   import mujoco  # imported in the worker, after MUJOCO_GL is set in its environment
   model = mujoco.MjModel.from_xml_path(xml_path)
   data = mujoco.MjData(model)
@@ -73,20 +101,71 @@ def _render_worker(args):
       mujoco.mj_forward(model, data)
       renderer.update_scene(data, camera=camera)
       frames[i] = renderer.render()
-  return frames
+  if video_path is None:
+    return frames
+  write_video(video_path, frames, fps)
+  return video_path
 
 
 def render_clips(xml_path: str, qpos_clips, width: int = 320, height: int = 240,
                  camera: str = "side", workers: int | None = None) -> list[np.ndarray]:
   """Renders each qpos sequence [T, nq] to frames [T, H, W, 3], in parallel worker processes."""
+  jobs = [(xml_path, np.asarray(q), width, height, camera, None, None) for q in qpos_clips]
+  return _run(jobs, workers)
+
+
+def render_videos(xml_path: str, qpos_clips, paths, fps: float, width: int = 320,
+                  height: int = 240, camera: str = "side", workers: int | None = None):
+  """Renders and encodes each qpos sequence to the mp4 at the same index of ``paths``, one
+  clip per worker process at a time (drawing and encoding both run in parallel)."""
+  jobs = [(xml_path, np.asarray(q), width, height, camera, path, fps)
+          for q, path in zip(qpos_clips, paths)]
+  return _run(jobs, workers)
+
+
+def _run(jobs, workers):
+  if not jobs:
+    return []
   backend = gl_backend()
   os.environ["MUJOCO_GL"] = backend
   os.environ.setdefault("PYOPENGL_PLATFORM", backend)
-  jobs = [(xml_path, None, np.asarray(q), width, height, camera) for q in qpos_clips]
   workers = workers or min(len(jobs), os.cpu_count() or 1)
   ctx = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
     return list(pool.map(_render_worker, jobs))
+
+
+def render_pairs(xml_path: str, query: dict, iteration: int, out_dir: str, cfg: ClipConfig,
+                 dt: float) -> list[dict]:
+  """Draws the clips of the pairs a query asks for (``query["mask"]``), only those.
+
+  Writes ``<out_dir>/<pair_id>-{left,right}.mp4`` and returns one record per pair:
+  ``{"pair": index, "pair_id", "left", "right"}`` (file paths). Clips already on disk (a
+  restarted iteration) are not drawn again.
+  """
+  from rlhp_jax.label_store import pair_id as make_pair_id
+  os.makedirs(out_dir, exist_ok=True)
+  stride = cfg.stride(dt)
+  fps = 1.0 / (dt * stride)
+  qpos = np.asarray(query["pairs"]["qpos"])
+  records, todo_q, todo_paths = [], [], []
+  for i in np.flatnonzero(np.asarray(query["mask"])):
+    pid = make_pair_id(iteration, int(i))
+    rec = {"pair": int(i), "pair_id": pid}
+    for side, s in (("left", 0), ("right", 1)):
+      path = os.path.join(out_dir, f"{pid}-{side}.mp4")
+      rec[side] = path
+      if not os.path.exists(path):
+        todo_q.append(qpos[i, s, ::stride])
+        todo_paths.append(path)
+    records.append(rec)
+  # Encode to a temporary name, then rename: a crash never leaves a half-written clip behind.
+  tmp = [p + ".part.mp4" for p in todo_paths]
+  render_videos(xml_path, todo_q, tmp, fps, cfg.width, cfg.height, cfg.camera,
+                cfg.workers or None)
+  for t, p in zip(tmp, todo_paths):
+    os.replace(t, p)
+  return records
 
 
 def write_video(path: str, frames: np.ndarray, fps: float) -> None:

@@ -78,3 +78,19 @@ def flips_completed(pitch: jnp.ndarray) -> jnp.ndarray:
 
 
 ORACLES: dict[str, Oracle] = {"hop_forward": hop_forward, "backflip": backflip}
+
+# What a person judging clips is told (crowd workers on Toloka, or the web page): the task
+# described in words instead of a reward function.
+INSTRUCTIONS: dict[str, str] = {
+    "hop_forward": (
+        "Each clip shows a one-legged robot for about a second. Choose the clip in which the "
+        "robot moves further to the RIGHT while staying upright, hopping on its foot. Falling "
+        "over, lying on the ground or standing still is worse than moving right. If both clips "
+        "are equally good, choose Equal; if a clip does not play, choose 'Failed to load'."),
+    "backflip": (
+        "Each clip shows a one-legged robot for about a second. Choose the clip that looks MORE "
+        "LIKE A BACKFLIP: the robot jumps up, rotates backwards (its top moving to the left "
+        "and over) in the air and lands on its foot. A full flip that lands is best; a jump "
+        "with backward rotation beats lying or rolling on the ground. If a clip does not play, "
+        "choose 'Failed to load'."),
+}
