@@ -286,31 +286,36 @@ def train_external(cfg: ExperimentConfig, run_dir: str, gatherer: Gatherer,
                               "prefs/labels": "labels", "reward/true_corr": "corr"})
   t_start = time.perf_counter()
   eval_every = max(1, round(cfg.run.eval_every / cfg.ppo.batch_size))
-  for it in range(start, system.num_iterations):
-    t0 = time.perf_counter()
-    state, query, metrics = collect(state)
-    host_query = jax.device_get(query)
-    mask = np.asarray(host_query.mask)
-    if mask.any():
-      label, valid = gatherer.label(_query_dict(host_query), it)
-    else:
-      label, valid = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, bool)
-    state, learn_metrics = learn(state, query, jnp.asarray(label, jnp.float32),
-                                 jnp.asarray(valid, bool))
-    metrics = jax.device_get({**metrics, **learn_metrics})
-    dt = time.perf_counter() - t0
-    row = {"iteration": it + 1, "env_steps": int(state.ppo.env_steps),
-           "wall_s": time.perf_counter() - t_start, "steps_per_s": cfg.ppo.batch_size / dt}
-    row.update({k: _chunk_mean(k, np.asarray(val)[None, None]) for k, val in metrics.items()})
-    if (it + 1) % eval_every == 0 or it == system.num_iterations - 1:
-      batched = jax.tree.map(lambda x: x[None], state)
-      row["eval/return"] = np.asarray(evaluate(batched, eval_keys)[0]).mean(-1)
-    metrics_log.write(row)
-    ckpt.save(it + 1, state)
-    progress(row["env_steps"], row)
-  batched = jax.tree.map(lambda x: x[None], state)
-  return finish(cfg, system, batched, evaluate, eval_keys, metrics_log, run_dir, [cfg.teacher],
-                time.perf_counter() - t_start)
+  try:
+    for it in range(start, system.num_iterations):
+      t0 = time.perf_counter()
+      state, query, metrics = collect(state)
+      host_query = jax.device_get(query)
+      mask = np.asarray(host_query.mask)
+      if mask.any():
+        label, valid = gatherer.label(_query_dict(host_query), it)
+      else:
+        label, valid = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, bool)
+      state, learn_metrics = learn(state, query, jnp.asarray(label, jnp.float32),
+                                   jnp.asarray(valid, bool))
+      metrics = jax.device_get({**metrics, **learn_metrics})
+      dt = time.perf_counter() - t0
+      row = {"iteration": it + 1, "env_steps": int(state.ppo.env_steps),
+             "wall_s": time.perf_counter() - t_start, "steps_per_s": cfg.ppo.batch_size / dt}
+      row.update({k: _chunk_mean(k, np.asarray(val)[None, None]) for k, val in metrics.items()})
+      if (it + 1) % eval_every == 0 or it == system.num_iterations - 1:
+        batched = jax.tree.map(lambda x: x[None], state)
+        row["eval/return"] = np.asarray(evaluate(batched, eval_keys)[0]).mean(-1)
+      metrics_log.write(row)
+      ckpt.save(it + 1, state)
+      progress(row["env_steps"], row)
+    batched = jax.tree.map(lambda x: x[None], state)
+    return finish(cfg, system, batched, evaluate, eval_keys, metrics_log, run_dir, [cfg.teacher],
+                  time.perf_counter() - t_start)
+  finally:
+    close = getattr(gatherer, "close", None)
+    if close is not None:
+      close()
 
 
 def _query_dict(query: Query) -> dict:
