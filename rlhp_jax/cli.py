@@ -2,6 +2,8 @@
 
     rlhp-jax train experiments/hopper_synthetic.py [--section.field value ...]
     rlhp-jax train --resume runs/hopper_synthetic-20261123-101500
+    rlhp-jax render RUN_DIR
+    rlhp-jax toloka setup experiments/hopper_backflip_toloka.py
 
 Any config field can be overridden with ``--section.field value`` (parsed by tyro). A bad field
 prints one line naming it and exits with status 2.
@@ -10,6 +12,7 @@ prints one line naming it and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -58,6 +61,7 @@ def cmd_train(ns, rest) -> int:
       tyro.cli(type(cfg), default=cfg, args=["--help"], prog="rlhp-jax train EXPERIMENT")
       return 0
     cfg = _override(experiment.load_experiment(ns.experiment), rest)
+    check_label_source(cfg)
     run_dir = make_run_dir(cfg, ns.out)
     experiment.save(cfg, os.path.join(run_dir, "config.json"))
   print(f"run directory: {run_dir}", flush=True)
@@ -81,6 +85,15 @@ def cmd_train(ns, rest) -> int:
   return 0
 
 
+def check_label_source(cfg) -> None:
+  """What a crowd run needs (ids, bucket, token) is checked before a run directory exists."""
+  if cfg.labels == "toloka":
+    from rlhp_jax.crowd.toloka_gatherer import token_from_env
+    cfg.toloka.check_ready()
+    cfg.storage.check_ready()
+    token_from_env()
+
+
 def make_gatherer(cfg, run_dir):
   """The label source of an external run: crowd workers, you on a web page, or the synthetic
   teacher behind the same interface."""
@@ -92,6 +105,13 @@ def make_gatherer(cfg, run_dir):
     return HumanGatherer(cfg, run_dir)
   from rlhp_jax import loop
   return loop.SyntheticGatherer(cfg.teacher)
+
+
+def _crowd_errors():
+  """Errors of remote labelling services that are reported in one line, not a traceback."""
+  from rlhp_jax.crowd.retry import RetriesExhausted
+  from rlhp_jax.crowd.toloka_gatherer import CrowdError
+  return (CrowdError, RetriesExhausted)
 
 
 def cmd_render(ns) -> int:
@@ -107,6 +127,27 @@ def cmd_render(ns) -> int:
   return 0 if path else 1
 
 
+def cmd_toloka(ns, rest) -> int:
+  """``toloka setup``: creates the project, training and base pool from the experiment config
+  and prints their ids (the token comes from TOLOKA_TOKEN)."""
+  from rlhp_jax import experiment
+  from rlhp_jax.crowd import storage as clip_storage
+  from rlhp_jax.crowd import toloka_gatherer, toloka_setup
+  cfg = _override(experiment.load_experiment(ns.experiment), rest)
+  cfg.storage.check_ready()
+  client = toloka_gatherer.make_client(cfg.toloka.url, toloka_gatherer.token_from_env())
+  run_dir = make_run_dir(dataclasses.replace(cfg, name=f"{cfg.name}-toloka-setup"), ns.out)
+  storage = clip_storage.make_storage(cfg.storage, run_dir, os.path.basename(run_dir))
+  ids = toloka_setup.setup(cfg, run_dir, client, storage,
+                           num_training_tasks=ns.training_tasks)
+  with open(os.path.join(run_dir, "toloka_ids.json"), "w") as f:
+    json.dump(ids, f, indent=2)
+  print("put these in the experiment config (or pass them as overrides):")
+  for key, value in ids.items():
+    print(f"  --toloka.{key.replace('_', '-')} {value}")
+  return 0
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="rlhp-jax", description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
@@ -118,15 +159,26 @@ def main(argv=None) -> int:
                      help="continue a killed run from its last checkpoint")
   render = sub.add_parser("render", help="render a run's final evaluation episode to mp4")
   render.add_argument("run_dir")
+  toloka = sub.add_parser("toloka", help="Toloka project setup (crowd labels)")
+  toloka.add_argument("action", choices=["setup"])
+  toloka.add_argument("experiment", help="experiments/<name>.py with the toloka settings")
+  toloka.add_argument("--out", default=None, help="parent folder for the setup's clips")
+  toloka.add_argument("--training-tasks", type=int, default=10,
+                      help="training tasks (clear-cut pairs with a known answer)")
   ns, rest = parser.parse_known_args(argv)
   try:
     if ns.command == "train":
       return cmd_train(ns, rest)
     if ns.command == "render":
       return cmd_render(ns)
+    if ns.command == "toloka":
+      return cmd_toloka(ns, rest)
   except validation.ConfigError as e:
     print(f"rlhp-jax: config error: {e}", file=sys.stderr)
     return 2
+  except _crowd_errors() as e:
+    print(f"rlhp-jax: {e}", file=sys.stderr)
+    return 3
   except KeyboardInterrupt:
     print("interrupted (resume with: rlhp-jax train --resume RUN_DIR)", file=sys.stderr)
     return 130

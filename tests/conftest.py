@@ -10,3 +10,32 @@ import jax  # noqa: E402
 # compiled once per session.
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="rlhp-jax-xla-"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+import pytest  # noqa: E402
+
+# Fake credentials: tests must show they never reach a run directory.
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "AKIAFAKEKEYFORTESTS1", "AWS_SECRET_ACCESS_KEY":
+            "fake/secret+KEY+for+tests+only+0123456789", "AWS_DEFAULT_REGION": "us-east-1"}
+FAKE_TOLOKA_TOKEN = "AQAAAAfake-toloka-oauth-token-for-tests"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+  """A real S3 server on loopback (moto's ThreadedMotoServer) with a bucket; yields
+  (endpoint_url, bucket). Credentials are the fakes above, set in the environment only."""
+  from moto.server import ThreadedMotoServer
+  saved = {k: os.environ.get(k) for k in FAKE_AWS}
+  os.environ.update(FAKE_AWS)
+  server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+  server.start()
+  host, port = server.get_host_and_port()
+  endpoint = f"http://{host}:{port}"
+  import boto3
+  boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="rlhp-clips")
+  yield endpoint, "rlhp-clips"
+  server.stop()
+  for k, val in saved.items():
+    if val is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = val
