@@ -47,6 +47,8 @@ class ClipConfig:
   """A camera of the model; hopper.xml's "side" camera tracks the torso's centre of mass."""
   workers: int = 0
   """Rendering processes; 0 uses every core."""
+  shadows: bool = False
+  """Shadows and floor reflections (about 4x slower on a software renderer)."""
 
   def __post_init__(self):
     v.positive_int(self.width, "clips.width")
@@ -90,49 +92,68 @@ def gl_backend() -> str:
 
 
 def _render_worker(args):
-  xml_path, qpos, width, height, camera, video_path, fps = args
+  """Draws a group of clips with one model and one GL context (creating a context costs
+  about a second on a software renderer). Returns frames, or the mp4 paths written."""
+  xml_path, clips, width, height, camera, shadows = args
   import mujoco  # imported in the worker, after MUJOCO_GL is set in its environment
   model = mujoco.MjModel.from_xml_path(xml_path)
+  if not shadows:
+    model.vis.quality.shadowsize = 0
   data = mujoco.MjData(model)
-  frames = np.empty((len(qpos), height, width, 3), np.uint8)
+  results = []
   with mujoco.Renderer(model, height, width) as renderer:
-    for i, q in enumerate(qpos):
-      data.qpos[:] = q
-      mujoco.mj_forward(model, data)
-      renderer.update_scene(data, camera=camera)
-      frames[i] = renderer.render()
-  if video_path is None:
-    return frames
-  write_video(video_path, frames, fps)
-  return video_path
+    if not shadows:  # about 4x faster on a software renderer, and clips look just as clear
+      renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+      renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    for qpos, video_path, fps in clips:
+      frames = np.empty((len(qpos), height, width, 3), np.uint8)
+      for i, q in enumerate(qpos):
+        data.qpos[:] = q
+        mujoco.mj_forward(model, data)
+        renderer.update_scene(data, camera=camera)
+        frames[i] = renderer.render()
+      if video_path is None:
+        results.append(frames)
+      else:
+        write_video(video_path, frames, fps)
+        results.append(video_path)
+  return results
 
 
 def render_clips(xml_path: str, qpos_clips, width: int = 320, height: int = 240,
-                 camera: str = "side", workers: int | None = None) -> list[np.ndarray]:
+                 camera: str = "side", workers: int | None = None,
+                 shadows: bool = True) -> list[np.ndarray]:
   """Renders each qpos sequence [T, nq] to frames [T, H, W, 3], in parallel worker processes."""
-  jobs = [(xml_path, np.asarray(q), width, height, camera, None, None) for q in qpos_clips]
-  return _run(jobs, workers)
+  clips = [(np.asarray(q), None, None) for q in qpos_clips]
+  return _run(xml_path, clips, width, height, camera, shadows, workers)
 
 
 def render_videos(xml_path: str, qpos_clips, paths, fps: float, width: int = 320,
-                  height: int = 240, camera: str = "side", workers: int | None = None):
-  """Renders and encodes each qpos sequence to the mp4 at the same index of ``paths``, one
-  clip per worker process at a time (drawing and encoding both run in parallel)."""
-  jobs = [(xml_path, np.asarray(q), width, height, camera, path, fps)
-          for q, path in zip(qpos_clips, paths)]
-  return _run(jobs, workers)
+                  height: int = 240, camera: str = "side", workers: int | None = None,
+                  shadows: bool = False):
+  """Renders and encodes each qpos sequence to the mp4 at the same index of ``paths``; the
+  clips are split across worker processes (drawing and encoding both run in parallel)."""
+  clips = [(np.asarray(q), path, fps) for q, path in zip(qpos_clips, paths)]
+  return _run(xml_path, clips, width, height, camera, shadows, workers)
 
 
-def _run(jobs, workers):
-  if not jobs:
+def _run(xml_path, clips, width, height, camera, shadows, workers):
+  if not clips:
     return []
   backend = gl_backend()
   os.environ["MUJOCO_GL"] = backend
   os.environ.setdefault("PYOPENGL_PLATFORM", backend)
-  workers = workers or min(len(jobs), os.cpu_count() or 1)
+  workers = min(workers or os.cpu_count() or 1, len(clips))
+  groups = [list(range(w, len(clips), workers)) for w in range(workers)]
+  jobs = [(xml_path, [clips[i] for i in g], width, height, camera, shadows) for g in groups]
   ctx = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-    return list(pool.map(_render_worker, jobs))
+    done = list(pool.map(_render_worker, jobs))
+  out = [None] * len(clips)
+  for g, results in zip(groups, done):
+    for i, r in zip(g, results):
+      out[i] = r
+  return out
 
 
 def render_pairs(xml_path: str, query: dict, iteration: int, out_dir: str, cfg: ClipConfig,
@@ -162,7 +183,7 @@ def render_pairs(xml_path: str, query: dict, iteration: int, out_dir: str, cfg: 
   # Encode to a temporary name, then rename: a crash never leaves a half-written clip behind.
   tmp = [p + ".part.mp4" for p in todo_paths]
   render_videos(xml_path, todo_q, tmp, fps, cfg.width, cfg.height, cfg.camera,
-                cfg.workers or None)
+                cfg.workers or None, cfg.shadows)
   for t, p in zip(tmp, todo_paths):
     os.replace(t, p)
   return records
