@@ -1,0 +1,323 @@
+"""The crowd path end to end against real protocol peers, offline: the toloka-kit client talks to
+the local Toloka stand-in (simulated workers), clips go to a moto S3 server on loopback.
+
+  * a full crowd-labelled run: rollout -> select pairs -> render -> upload to S3 -> Toloka
+    stand-in -> crowd-kit aggregate -> label store -> reward update; labels agree with the
+    oracle well above chance, and no secret reaches the run directory;
+  * kill while a pool is open, restart: no task created twice, no answer lost;
+  * failures: bad token, missing pool, 429/5xx retried, a pool closing with unanswered tasks,
+    pairs that only ever "failed to load" (re-queued once, then dropped).
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import toloka.client as toloka
+
+from conftest import FAKE_AWS, FAKE_TOLOKA_TOKEN
+from rlhp_jax import cli, experiment, label_store, loop
+from rlhp_jax.crowd import toloka_setup
+from rlhp_jax.crowd.standin import TolokaStandIn
+from rlhp_jax.crowd.toloka_gatherer import CrowdError, TolokaGatherer, pair_of_url
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+EXP = os.path.join(ROOT, "experiments", "hopper_synthetic.py")
+# The same tiny run as tests/test_loop.py, so the jitted collect/learn come from the cache.
+TINY = ["--env.episode-length", "100", "--ppo.num-envs", "8", "--ppo.unroll-length", "16",
+        "--ppo.num-minibatches", "2", "--ppo.num-epochs", "2", "--prefs.fragment-length", "8",
+        "--prefs.total-labels", "24", "--prefs.pairs-per-iteration", "4",
+        "--prefs.oversample", "4", "--reward.ensemble-size", "2",
+        "--reward.steps-per-iteration", "4", "--reward.batch-size", "8",
+        "--run.iterations-per-call", "2", "--run.total-env-steps", "512",
+        "--run.eval-episodes", "2", "--run.eval-every", "100000", "--run.no-video",
+        "--clips.width", "64", "--clips.height", "48"]
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch):
+  monkeypatch.setenv("TOLOKA_TOKEN", FAKE_TOLOKA_TOKEN)
+
+
+def crowd_config(standin, s3, base_pool_id, **toloka_fields):
+  endpoint, bucket = s3
+  cfg = cli._override(experiment.load_experiment(EXP), TINY)
+  return dataclasses.replace(
+      cfg, name="crowd_test", labels="toloka",
+      storage=dataclasses.replace(cfg.storage, kind="s3", bucket=bucket, endpoint_url=endpoint,
+                                  prefix="tests"),
+      toloka=dataclasses.replace(cfg.toloka, url=standin.url, base_pool_id=base_pool_id,
+                                 overlap=3, tasks_per_page=2, poll_interval_s=0.05,
+                                 **toloka_fields))
+
+
+def make_base_pool(standin, cfg_toloka) -> str:
+  client = toloka.TolokaClient(FAKE_TOLOKA_TOKEN, url=standin.url, retries=0)
+  project = client.create_project(toloka_setup.make_project(cfg_toloka, "Pick the better clip."))
+  training = client.create_training(toloka_setup.make_training(cfg_toloka, project.id, 2))
+  pool = client.create_pool(toloka_setup.make_base_pool(cfg_toloka, project.id, training.id))
+  return pool.id
+
+
+def scripted_query(num_pairs=4, length=8, asked=(0, 1, 3), seed=0) -> dict:
+  """A query as the external driver hands it over, with made-up poses and oracle rewards."""
+  rng = np.random.default_rng(seed)
+  qpos = np.zeros((num_pairs, 2, length, 6))
+  qpos[..., 1] = 1.25
+  qpos[..., 0] = rng.uniform(0, 1, (num_pairs, 2, 1)) * np.arange(length) * 0.01
+  return {"pairs": {"qpos": qpos, "qvel": np.zeros_like(qpos),
+                    "obs": np.zeros((num_pairs, 2, length, 11)),
+                    "action": np.zeros((num_pairs, 2, length, 3)),
+                    "true_reward": rng.normal(size=(num_pairs, 2, length))},
+          "mask": np.isin(np.arange(num_pairs), asked),
+          "disagreement": np.zeros(num_pairs), "teacher_key": np.zeros(2, np.uint32)}
+
+
+class OracleTable:
+  """The stand-in's workers judge by the oracle: P(left) from the pair's true returns."""
+
+  def __init__(self):
+    self.returns = {}
+
+  def record(self, query, iteration):
+    r = np.asarray(query["pairs"]["true_reward"]).sum(-1)
+    for i in np.flatnonzero(query["mask"]):
+      self.returns[label_store.pair_id(iteration, int(i))] = r[i]
+
+  def __call__(self, input_values):
+    r = self.returns[pair_of_url(input_values["video1"])]
+    return 1.0 if r[0] > r[1] else 0.0
+
+
+class Recording:
+  """Wraps a gatherer: tells the oracle about each query and keeps (query, labels)."""
+
+  def __init__(self, inner, oracle):
+    self.inner, self.oracle, self.calls = inner, oracle, []
+
+  def label(self, query, iteration):
+    self.oracle.record(query, iteration)
+    label, valid = self.inner.label(query, iteration)
+    self.calls.append((iteration, query, label, valid))
+    return label, valid
+
+  def close(self):
+    self.inner.close()
+
+
+def files_under(path):
+  for root, _, names in os.walk(path):
+    for name in names:
+      yield os.path.join(root, name)
+
+
+# -- the full crowd-labelled run ---------------------------------------------------------------
+
+def test_crowd_labelled_run_end_to_end(s3_server, tmp_path):
+  oracle = OracleTable()
+  with TolokaStandIn(FAKE_TOLOKA_TOKEN, num_workers=12, spammer_share=0.17, failed_share=0.09,
+                     noise=0.1, oracle=oracle, fetch_videos=True, auto_advance=3) as standin:
+    cfg = crowd_config(standin, s3_server, make_base_pool(standin, crowd_config(
+        standin, s3_server, "x").toloka))
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    experiment.save(cfg, os.path.join(run_dir, "config.json"))
+    gatherer = Recording(TolokaGatherer(cfg, run_dir, log=lambda *_: None), oracle)
+    summary = loop.train_external(cfg, run_dir, gatherer, log=lambda *_: None)
+    assert not standin.errors
+    fetched = [ok for _, ok in standin.video_fetches]
+    assert fetched and all(fetched)                 # workers really loaded the clips from S3
+
+  # labels agree with the oracle well above chance
+  agree, n = 0, 0
+  for _, query, label, valid in gatherer.calls:
+    r = query["pairs"]["true_reward"].sum(-1)
+    for i in np.flatnonzero(query["mask"] & valid):
+      if label[i] != 0.5:
+        agree += (label[i] > 0.5) == (r[i, 0] > r[i, 1])
+        n += 1
+  assert n >= 8 and agree / n >= 0.75, (agree, n)
+  # every raw answer is in the store; the reward model trained on the labels
+  store = label_store.LabelStore(run_dir)
+  answers = store.answers(source="toloka")
+  asked = sum(int(q["mask"].sum()) for _, q, _, _ in gatherer.calls)
+  assert len(answers) >= 3 * asked
+  assert {a["answer"] for a in answers} >= {"left", "right"}
+  rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+  assert rows[-1]["prefs/labels"][0] > 0
+  assert np.isfinite(rows[-1]["reward/train_nll"][0])
+  assert summary["labels_per_run"][0] == rows[-1]["prefs/labels"][0]
+  # clips were rendered only for the pairs asked for
+  clips = [f for f in os.listdir(os.path.join(run_dir, "clips")) if f.endswith(".mp4")]
+  assert len(clips) == 2 * asked
+  # no secret anywhere under the run directory
+  secrets = [FAKE_TOLOKA_TOKEN, FAKE_AWS["AWS_SECRET_ACCESS_KEY"], FAKE_AWS["AWS_ACCESS_KEY_ID"]]
+  for path in files_under(run_dir):
+    data = open(path, "rb").read()
+    for secret in secrets:
+      assert secret.encode() not in data, (path, secret[:6])
+
+
+# -- kill while a pool is open, restart ----------------------------------------------------------
+
+CHILD = """
+import sys, numpy as np
+sys.path.insert(0, {root!r})
+from rlhp_jax import experiment
+from rlhp_jax.crowd.toloka_gatherer import TolokaGatherer
+if __name__ == "__main__":
+  cfg = experiment.load_experiment({config!r})
+  data = np.load({query!r}, allow_pickle=True).item()
+  TolokaGatherer(cfg, {run_dir!r}, log=lambda *a: print(*a, flush=True)).label(data, 0)
+"""
+
+
+def wait_for(predicate, timeout=120, what=""):
+  end = time.monotonic() + timeout
+  while time.monotonic() < end:
+    if predicate():
+      return
+    time.sleep(0.05)
+  raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_while_pool_open_then_restart_loses_and_rebuys_nothing(s3_server, tmp_path):
+  query = scripted_query(num_pairs=4, asked=(0, 1, 2, 3))
+  oracle = OracleTable()
+  oracle.record(query, 0)
+  with TolokaStandIn(FAKE_TOLOKA_TOKEN, num_workers=6, spammer_share=0, failed_share=0,
+                     noise=0.0, oracle=oracle) as standin:
+    cfg = crowd_config(standin, s3_server, "")
+    cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(
+        cfg.toloka, base_pool_id=make_base_pool(standin, cfg.toloka)))
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    experiment.save(cfg, os.path.join(run_dir, "config.json"))
+    np.save(tmp_path / "query.npy", query, allow_pickle=True)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=ROOT, config=os.path.join(run_dir, "config.json"),
+                                   query=str(tmp_path / "query.npy"), run_dir=run_dir))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, env=dict(os.environ))
+    store_path = os.path.join(run_dir, "labels", "labels.jsonl")
+
+    def records():
+      if not os.path.exists(store_path):
+        return []
+      return [json.loads(line) for line in open(store_path) if line.endswith("\n")]
+
+    try:
+      wait_for(lambda: any(r.get("event") == "pool_opened" for r in records()),
+               what="the pool to open")
+      standin.advance(2)                              # two task suites answered (4 answers)
+      wait_for(lambda: sum(r["type"] == "answer" for r in records()) >= 4,
+               what="the child to store the answers")
+    finally:
+      child.send_signal(signal.SIGKILL)
+      out = child.communicate()[0].decode()
+    before = [r for r in records() if r["type"] == "answer"]
+    assert len(before) >= 4, out
+    pools_before = len(standin.pools)
+    tasks_before = standin.tasks_created
+    assert tasks_before == 4
+
+    standin.auto_advance = 2                          # the crowd goes on working
+    restarted = TolokaGatherer(cfg, run_dir, log=lambda *_: None)
+    label, valid = restarted.label(query, 0)
+    assert not standin.errors
+    assert standin.tasks_created == tasks_before     # no task created twice
+    assert len(standin.pools) == pools_before         # no second pool for the same batch
+  after = label_store.LabelStore(run_dir).answers(iteration=0)
+  ids_after = [a["answer_id"] for a in after]
+  assert len(ids_after) == len(set(ids_after)) == 4 * 3        # every answer once
+  assert {a["answer_id"] for a in before} <= set(ids_after)   # none lost
+  r = query["pairs"]["true_reward"].sum(-1)
+  assert valid.all()
+  np.testing.assert_array_equal(label > 0.5, r[:, 0] > r[:, 1])
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def crowd(s3_server, tmp_path):
+  """(standin, cfg, run_dir) with a base pool; the stand-in is started, stopped at the end."""
+  oracle = OracleTable()
+  standin = TolokaStandIn(FAKE_TOLOKA_TOKEN, num_workers=6, spammer_share=0, failed_share=0,
+                          noise=0.0, oracle=oracle, auto_advance=2).start()
+  cfg = crowd_config(standin, s3_server, "")
+  cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(
+      cfg.toloka, base_pool_id=make_base_pool(standin, cfg.toloka)))
+  run_dir = str(tmp_path / "run")
+  os.makedirs(run_dir)
+  yield standin, cfg, run_dir, oracle
+  standin.stop()
+
+
+def test_bad_token_is_a_clear_error(crowd, monkeypatch):
+  standin, cfg, run_dir, oracle = crowd
+  monkeypatch.setenv("TOLOKA_TOKEN", "expired-token")
+  query = scripted_query()
+  oracle.record(query, 0)
+  with pytest.raises(CrowdError, match="token was rejected.*TOLOKA_TOKEN"):
+    TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+
+
+def test_missing_pool_is_a_clear_error(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, base_pool_id="999999"))
+  query = scripted_query()
+  oracle.record(query, 0)
+  with pytest.raises(CrowdError, match="not found.*base_pool_id"):
+    TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+
+
+def test_transient_failures_are_retried(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  standin.inject_failures(status=500, times=1, path_contains="/clone")
+  standin.inject_failures(status=429, times=1, path_contains="/v1/tasks", method="POST")
+  standin.inject_failures(status=503, times=2, path_contains="/v1/assignments")
+  query = scripted_query()
+  oracle.record(query, 0)
+  label, valid = TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+  assert not standin.errors
+  assert valid.sum() == 3 and standin.tasks_created == 3
+  clones = [p for m, p in standin.requests if p.endswith("/clone")]
+  assert len(clones) == 2                          # the failed call, then its retry
+
+
+def test_pool_closing_with_unanswered_tasks_is_a_counted_skip(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  standin.auto_advance = 0                         # nobody works
+  cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, timeout_s=0.3))
+  query = scripted_query()
+  oracle.record(query, 0)
+  logs = []
+  gatherer = TolokaGatherer(cfg, run_dir, log=logs.append)
+  label, valid = gatherer.label(query, 0)
+  assert not valid.any()
+  assert gatherer.stats["skipped_no_answer"] == 3
+  assert any("without answers" in line for line in logs)
+  (pool,) = [p for p in standin.pools.values() if p.get("private_name", "").endswith(
+      "iteration 0")]
+  assert pool["status"] == "CLOSED"                # we stopped paying for it
+
+
+def test_only_failed_to_load_pairs_are_requeued_then_dropped(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  for worker in standin.workers:
+    standin.workers[worker] = "failed"             # no clip ever loads
+  query = scripted_query()
+  oracle.record(query, 0)
+  gatherer = TolokaGatherer(cfg, run_dir, log=lambda *_: None)
+  label, valid = gatherer.label(query, 0)
+  assert not valid.any()
+  assert gatherer.stats["dropped_failed_to_load"] == 3
+  assert standin.tasks_created == 6                # asked once more in a fresh pool
+  answers = label_store.LabelStore(run_dir).answers()
+  assert answers and all(a["answer"] == "failed" for a in answers)
