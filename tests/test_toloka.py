@@ -321,3 +321,43 @@ def test_only_failed_to_load_pairs_are_requeued_then_dropped(crowd):
   assert standin.tasks_created == 6                # asked once more in a fresh pool
   answers = label_store.LabelStore(run_dir).answers()
   assert answers and all(a["answer"] == "failed" for a in answers)
+
+
+# -- setup as code ------------------------------------------------------------------------------
+
+def test_toloka_setup_command_creates_project_training_and_base_pool(s3_server, tmp_path,
+                                                                     capsys):
+  endpoint, bucket = s3_server
+  with TolokaStandIn(FAKE_TOLOKA_TOKEN) as standin:
+    code = cli.main(["toloka", "setup", EXP, "--out", str(tmp_path), "--training-tasks", "3",
+                     *TINY, "--toloka.url", standin.url, "--storage.kind", "s3",
+                     "--storage.bucket", bucket, "--storage.endpoint-url", endpoint])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert not standin.errors
+    (project,) = standin.projects.values()
+    (training,) = standin.trainings.values()
+    (pool,) = standin.pools.values()
+  assert f"--toloka.base-pool-id {pool['id']}" in out
+  assert f"--toloka.project-id {project['id']}" in out
+  # the seed's interface: two played videos side by side, A / B / failed, hotkeys
+  spec = project["task_spec"]
+  assert set(spec["input_spec"]) == {"video1", "video2"}
+  assert spec["output_spec"]["result"]["allowed_values"] == ["left", "right", "error"]
+  view = json.loads(spec["view_spec"]["config"])
+  assert view["view"]["type"] == "layout.side-by-side"
+  hotkeys = [p for p in view["plugins"] if p["type"] == "plugin.hotkeys"][0]
+  assert {"1", "2", "3", "q", "w"} <= set(hotkeys)
+  assert "robot" in project["public_instructions"]
+  # training tasks with known answers; the base pool's quality control from the config
+  train_tasks = [t for t in standin.tasks.values() if t["pool_id"] == training["id"]]
+  assert len(train_tasks) == 3
+  assert all(t["known_solutions"][0]["output_values"]["result"] in ("left", "right")
+             for t in train_tasks)
+  qc = pool["quality_control"]
+  assert qc["training_requirement"] == {"training_pool_id": training["id"],
+                                        "training_passing_skill_value": 80}
+  collectors = {c["collector_config"]["type"] for c in qc["configs"]}
+  assert collectors == {"ASSIGNMENT_SUBMIT_TIME", "MAJORITY_VOTE"}
+  assert pool["defaults"]["default_overlap_for_new_tasks"] == 3
+  assert float(pool["reward_per_assignment"]) == 0.01
