@@ -20,6 +20,8 @@ class HumanConfig:
   0 waits until every pair of the batch is judged."""
 
   def __post_init__(self):
+    v.require(isinstance(self.host, str) and bool(self.host.strip()), "human.host",
+              f"must be an interface address such as 127.0.0.1, got {self.host!r}")
     v.require(isinstance(self.port, int) and 0 <= self.port < 65536, "human.port",
               f"must be a TCP port in [0, 65535] (0: any free port), got {self.port!r}")
     v.non_negative(self.batch_timeout_s, "human.batch_timeout_s")
