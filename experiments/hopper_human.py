@@ -3,7 +3,7 @@
 ``rlhp-jax train experiments/hopper_human.py`` prints a link (``judge clips at
 http://127.0.0.1:8765/?token=...``); open it, watch the two looping clips and press 1 (left
 better), 2 (right), 3 (equal) or 4 (can't tell). Training waits for each batch of at most 10
-pairs. Fragments are 60 env steps (about half a second, looped) so a person can see a hop; the
+pairs. Fragments are 120 env steps (about a second, looped) so a person can see hops; the
 hop-forward oracle is only reported (eval return), never trained on.
 """
 
@@ -21,12 +21,12 @@ CONFIG = ExperimentConfig(
     reward_source="preferences",
     labels="human",
     env=HopperConfig(mode="fixed_horizon", task="hop_forward", episode_length=1000),
-    ppo=PPOConfig(num_envs=256, unroll_length=64, num_epochs=5, num_minibatches=16,
+    ppo=PPOConfig(num_envs=128, unroll_length=128, num_epochs=5, num_minibatches=16,
                   learning_rate=3e-4, reward_scale=0.1),
     reward=RewardModelConfig(ensemble_size=3, hidden=(64, 64), steps_per_iteration=32,
                              batch_size=64, rater_noise=0.1),
     prefs=PreferenceConfig(total_labels=300, initial_fraction=0.25, pairs_per_iteration=10,
-                           fragment_length=60, selection="disagreement", oversample=10,
+                           fragment_length=120, selection="disagreement", oversample=10,
                            schedule="paper", schedule_timescale=1e6),
     teacher=TeacherConfig(),
     run=RunConfig(total_env_steps=5_000_000, num_seeds=1, eval_every=500_000,
