@@ -30,7 +30,7 @@ def measure(cfg, n_seeds: int, calls: int) -> dict:
   cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, num_seeds=n_seeds))
   system = loop.RLHP(cfg)
   chunk = jax.jit(jax.vmap(system.chunk))
-  state = jax.jit(jax.vmap(system.init))(loop.run_keys(cfg, 1))
+  state = jax.jit(system.init_runs)(loop.run_keys(cfg, 1))
   teacher = jax.tree.map(lambda x: jnp.repeat(x[None], n_seeds, 0), cfg.teacher.params())
   t0 = time.perf_counter()
   state, _ = jax.block_until_ready(chunk(state, teacher))

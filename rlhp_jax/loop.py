@@ -91,6 +91,15 @@ class RLHP:
         requested=jnp.zeros((), jnp.int32), rl_env_steps=jnp.zeros((), jnp.int32),
         iteration=jnp.zeros((), jnp.int32), key=key)
 
+  def init_runs(self, keys: jax.Array) -> RLHPState:
+    """States of several runs stacked on a leading axis (seeds x teacher settings).
+
+    Runs are initialised one after another (``lax.map``), not vmapped: a vmapped init makes
+    the orthogonal initialisers one batched LAPACK QR, which XLA:CPU runs with a nested
+    parallel loop that deadlocks its thread pool on small (2-core) machines. Init runs once,
+    so nothing is lost."""
+    return jax.lax.map(self.init, keys)
+
   # -- the iteration ------------------------------------------------------------------------
   def learned_reward(self, reward_params, transitions) -> jax.Array:
     return self.ensemble.reward(reward_params, transitions.obs, transitions.action)
@@ -221,7 +230,7 @@ def train(cfg: ExperimentConfig, run_dir: str, teacher_configs=None, resume: boo
   n_teachers, n_seeds = len(teacher_configs), cfg.run.num_seeds
   n_runs = n_teachers * n_seeds
   teacher_per_run = jax.tree.map(lambda x: jnp.repeat(x, n_seeds, axis=0), teacher_params)
-  init = jax.jit(jax.vmap(system.init))
+  init = jax.jit(system.init_runs)
   chunk = jax.jit(jax.vmap(system.chunk))
   evaluate = jax.jit(jax.vmap(system.evaluate))
   eval_keys = jax.random.split(jax.random.PRNGKey(10_000 + cfg.run.seed), n_runs)
