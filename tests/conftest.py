@@ -14,9 +14,9 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 import pytest  # noqa: E402
 
 # Fake credentials: tests must show they never reach a run directory.
-FAKE_AWS = {"AWS_ACCESS_KEY_ID": "AKIAFAKEKEYFORTESTS1", "AWS_SECRET_ACCESS_KEY":
-            "fake/secret+KEY+for+tests+only+0123456789", "AWS_DEFAULT_REGION": "us-east-1"}
-FAKE_TOLOKA_TOKEN = "AQAAAAfake-toloka-oauth-token-for-tests"
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "rlhp-test-key-id-0001", "AWS_SECRET_ACCESS_KEY":
+            "rlhp-test-secret-value-0002", "AWS_DEFAULT_REGION": "us-east-1"}
+FAKE_TOLOKA_TOKEN = "rlhp-test-toloka-token-0003"
 
 
 @pytest.fixture(scope="session")
