@@ -6,6 +6,8 @@ training) with 1, 4 and 16 seeds vmapped in one compile. Prints one JSON object.
 
 Figures per seed count: env steps/s summed over seeds, seconds per iteration, compile time, and
 ``wall_ratio_vs_1_seed`` (time per iteration relative to one seed; 16 seeds at <= 4x is the bar).
+Runs are laid out over the backend's devices as training lays them out (``loop.Layout``: on
+CPU one host device per core; an even seed count is split by seed, one seed by env batch).
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def measure(cfg, n_seeds: int, calls: int) -> dict:
   cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, num_seeds=n_seeds))
   system = loop.RLHP(cfg)
-  chunk = jax.jit(jax.vmap(system.chunk))
-  state = jax.jit(system.init_runs)(loop.run_keys(cfg, 1))
-  teacher = jax.tree.map(lambda x: jnp.repeat(x[None], n_seeds, 0), cfg.teacher.params())
+  keys = loop.run_keys(cfg, 1)
+  layout, init, chunk, _ = loop.compile_runs(system, keys)  # as training lays runs out
+  state = init(keys)
+  teacher = layout.put(
+      jax.tree.map(lambda x: jnp.repeat(x[None], n_seeds, 0), cfg.teacher.params()),
+      layout.per_run)
   t0 = time.perf_counter()
   state, _ = jax.block_until_ready(chunk(state, teacher))
   first = time.perf_counter() - t0
@@ -39,7 +44,8 @@ def measure(cfg, n_seeds: int, calls: int) -> dict:
   for _ in range(calls):
     state, metrics = jax.block_until_ready(chunk(state, teacher))
   dt = (time.perf_counter() - t0) / (calls * cfg.run.iterations_per_call)
-  return {"seeds": n_seeds, "envs_per_seed": cfg.ppo.num_envs,
+  return {"seeds": n_seeds, "split": layout.kind, "devices": layout.devices,
+          "envs_per_seed": cfg.ppo.num_envs,
           "env_steps_per_s": n_seeds * cfg.ppo.batch_size / dt, "s_per_iteration": dt,
           "first_call_s": first,
           "labels_after": int(jnp.max(state.buffer.count))}

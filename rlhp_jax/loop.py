@@ -18,17 +18,19 @@ With ``reward_source="true"`` the iteration is plain PPO on the oracle's reward 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
 import time
 import warnings
-from typing import Protocol
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from rlhp_jax import (checkpoint, fragments, ppo, preferences, report, reward_model, teachers,
                       validation)
@@ -193,6 +195,70 @@ def num_iterations(cfg: ExperimentConfig) -> int:
 
 # -- host side -------------------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Where a stack of runs lives on the default backend's devices (XLA:CPU: one host device
+  per core, see ``rlhp_jax``'s ``__init__``; one GPU: nothing to split).
+
+  * ``"runs"``: the runs axis (seeds x teacher settings) is split over the devices; runs never
+    talk to each other, so each device simply runs its share.
+  * ``"envs"``: too few runs to split (one seed, or an odd count on two cores): each run's
+    batch of envs is split instead; the env steps run in parallel, the PPO and reward updates
+    see the whole batch (XLA inserts the gathers).
+  * ``"one device"``: nothing divides evenly, or there is one device.
+
+  ``state`` is a pytree of shardings shaped like ``RLHPState`` (or None); ``per_run`` lays out
+  the other per-run arrays: teacher parameters, keys, metrics.
+  """
+
+  kind: str
+  devices: int
+  state: Any = None
+  per_run: Any = None
+
+  @classmethod
+  def choose(cls, state_like: "RLHPState", num_runs: int, num_envs: int) -> "Layout":
+    devices = jax.devices()
+    split = lambda n: max(d for d in range(1, len(devices) + 1) if n % d == 0)
+    if split(num_runs) > 1:
+      mesh = Mesh(np.array(devices[:split(num_runs)]), ("runs",))
+      runs = NamedSharding(mesh, PartitionSpec("runs"))
+      return cls("runs", mesh.size, jax.tree.map(lambda _: runs, state_like), runs)
+    if split(num_envs) > 1:
+      mesh = Mesh(np.array(devices[:split(num_envs)]), ("envs",))
+      whole = NamedSharding(mesh, PartitionSpec())
+      envs = NamedSharding(mesh, PartitionSpec(None, "envs"))  # env_state: [runs, envs, ...]
+      state = jax.tree.map(lambda _: whole, state_like)
+      state = state.replace(ppo=state.ppo.replace(
+          env_state=jax.tree.map(lambda _: envs, state_like.ppo.env_state)))
+      return cls("envs", mesh.size, state, whole)
+    return cls("one device", 1)
+
+  def jit(self, fn, in_shardings, out_shardings):
+    if self.state is None:
+      return jax.jit(fn)
+    return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings)
+
+  def put(self, tree, sharding):
+    return tree if sharding is None else jax.device_put(tree, sharding)
+
+  def describe(self) -> str:
+    return "" if self.devices == 1 else f", {self.kind} split over {self.devices} devices"
+
+
+def compile_runs(system: "RLHP", keys: jax.Array):
+  """The synthetic driver's jitted functions over a stack of runs, laid out by ``Layout``:
+  returns (layout, init(keys) -> state, chunk(state, teacher) -> (state, metrics),
+  evaluate(state, keys) -> (returns, lengths, qpos, alive))."""
+  like = jax.eval_shape(system.init_runs, keys)
+  layout = Layout.choose(like, len(keys), system.cfg.ppo.num_envs)
+  st, per_run = layout.state, layout.per_run
+  init = layout.jit(system.init_runs, (per_run,), st)
+  chunk = layout.jit(jax.vmap(system.chunk), (st, per_run), (st, per_run))
+  evaluate = layout.jit(jax.vmap(system.evaluate), (st, per_run), per_run)
+  return layout, init, chunk, evaluate
+
+
 def run_keys(cfg: ExperimentConfig, num_teachers: int) -> jax.Array:
   """One PRNG key per run; runs are teacher-major: run r = (teacher r // S, seed r % S)."""
   seeds = jnp.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds)
@@ -229,25 +295,28 @@ def train(cfg: ExperimentConfig, run_dir: str, teacher_configs=None, resume: boo
   teacher_params = teachers.stack(teacher_configs)
   n_teachers, n_seeds = len(teacher_configs), cfg.run.num_seeds
   n_runs = n_teachers * n_seeds
-  teacher_per_run = jax.tree.map(lambda x: jnp.repeat(x, n_seeds, axis=0), teacher_params)
-  init = jax.jit(system.init_runs)
-  chunk = jax.jit(jax.vmap(system.chunk))
-  evaluate = jax.jit(jax.vmap(system.evaluate))
-  eval_keys = jax.random.split(jax.random.PRNGKey(10_000 + cfg.run.seed), n_runs)
+  keys = run_keys(cfg, n_teachers)
+  layout, init, chunk, evaluate = compile_runs(system, keys)
+  teacher_per_run = layout.put(
+      jax.tree.map(lambda x: jnp.repeat(x, n_seeds, axis=0), teacher_params), layout.per_run)
+  eval_keys = layout.put(jax.random.split(jax.random.PRNGKey(10_000 + cfg.run.seed), n_runs),
+                         layout.per_run)
   k = cfg.run.iterations_per_call
   n_chunks = system.num_iterations // k
-  state = init(run_keys(cfg, n_teachers))
+  state = init(keys)
   ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"))
   metrics_log = report.MetricsLog(run_dir)
   start_chunk = 0
   if resume and ckpt.latest() is not None:
     start_chunk, state = ckpt.restore(state)
+    state = layout.put(state, layout.state)
     metrics_log.truncate(lambda row: row["chunk"] < start_chunk)
     log(f"resumed {run_dir} at chunk {start_chunk}/{n_chunks}")
   progress = report.Progress(n_chunks * k * cfg.ppo.batch_size,
                              {"train/episode_return": "train return", "eval/return": "eval",
                               "prefs/labels": "labels", "reward/true_corr": "corr"})
-  log(f"{cfg.name}: {n_runs} run(s) ({n_teachers} teacher(s) x {n_seeds} seed(s)) x "
+  log(f"{cfg.name}: {n_runs} run(s) ({n_teachers} teacher(s) x {n_seeds} seed(s)"
+      f"{layout.describe()}) x "
       f"{system.num_iterations} iterations x {cfg.ppo.batch_size} env steps; compiling...")
   t_start = time.perf_counter()
   eval_every_chunks = max(1, round(cfg.run.eval_every / (k * cfg.ppo.batch_size)))
@@ -339,7 +408,9 @@ def finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir, teache
            wall) -> dict:
   """Final evaluation of every run, summary, learning-curve PNG and policy video."""
   returns, lengths, qpos, alive = jax.device_get(evaluate(state, eval_keys))
-  flips = np.asarray(jax.vmap(jax.vmap(tasks.flips_completed, in_axes=1))(qpos[..., 2]))
+  per_episode = lambda f, *xs: np.asarray(jax.vmap(jax.vmap(f, in_axes=1))(*xs))
+  flips = per_episode(tasks.flips_completed, qpos[..., 2])
+  landed = per_episode(tasks.flips_landed, qpos[..., 2], qpos[..., 1])
   summary = {
       "name": cfg.name, "reward_source": cfg.reward_source,
       "env_steps": int(np.asarray(state.ppo.env_steps)[0]), "runs": len(returns),
@@ -348,6 +419,7 @@ def finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir, teache
       "eval_return_per_run": returns.mean(-1).tolist(),
       "eval_return_mean": float(returns.mean()),
       "flips_per_episode_per_run": flips.mean(-1).tolist(),
+      "landed_flips_per_episode_per_run": landed.mean(-1).tolist(),
       "labels_per_run": (np.asarray(state.buffer.count).tolist()
                          if system.preference_learning else [0] * len(returns)),
   }
@@ -387,16 +459,27 @@ def _chunk_mean(key, values):
   return np.where(np.isnan(out), None, out).tolist()
 
 
+POLICY_VIDEO_FPS = 60.0
+"""Policy videos draw every k-th env step so they play in real time at about this rate."""
+
+
 def write_policy_video(cfg: ExperimentConfig, run_dir: str, qpos) -> str | None:
-  """Renders one evaluation episode (qpos [L, 6]) to ``policy.mp4``; a missing GL backend is
-  reported and skipped, never fatal to a finished run."""
+  """Renders one evaluation episode (qpos [L, 6]) to ``policy.mp4`` (real time) and a contact
+  sheet of its frames to ``policy_frames.png``; a missing GL backend is reported and skipped,
+  never fatal to a finished run. The episode is drawn in contiguous segments, one per core."""
   from rlhp_jax import render
   path = os.path.join(run_dir, "policy.mp4")
+  stride = max(1, round(1.0 / (cfg.env.dt * POLICY_VIDEO_FPS)))
+  drawn = np.asarray(qpos)[::stride]
+  segments = np.array_split(drawn, max(1, min(os.cpu_count() or 1, len(drawn))))
   try:
-    frames = render.render_clips(hopper.ASSET, [qpos], cfg.run.video_width,
-                                 cfg.run.video_height)[0]
+    frames = np.concatenate(render.render_clips(
+        hopper.ASSET, segments, cfg.run.video_width, cfg.run.video_height,
+        camera=render.FOLLOW, shadows=True))
   except render.RenderError as e:
     print(f"video skipped: {e}")
     return None
-  render.write_video(path, frames, fps=1.0 / cfg.env.dt)
+  fps = 1.0 / (cfg.env.dt * stride)
+  render.write_video(path, frames, fps=fps)
+  render.write_contact_sheet(os.path.join(run_dir, "policy_frames.png"), frames, fps)
   return path

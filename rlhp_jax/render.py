@@ -44,7 +44,9 @@ class ClipConfig:
   fps: float = 30.0
   """Target frame rate; every k-th env step is drawn so that clips play in real time."""
   camera: str = "side"
-  """A camera of the model; hopper.xml's "side" camera tracks the torso's centre of mass."""
+  """A camera of the model (hopper.xml's "side" tracks the centre of mass in x and z), or
+  "follow": a side view that tracks only x at a fixed height, so jumps and flips show their
+  height against the floor."""
   workers: int = 0
   """Rendering processes; 0 uses every core."""
   shadows: bool = False
@@ -91,6 +93,19 @@ def gl_backend() -> str:
                     f"libosmesa6) or set MUJOCO_GL")
 
 
+FOLLOW = "follow"
+FOLLOW_HEIGHT = 0.9  # m: the follow camera looks at this height, 4 m away, from the side
+
+
+def _follow_camera(mujoco):
+  """A free side camera (looking along +y, like hopper.xml's "side"); the caller moves its
+  ``lookat`` with the centre of mass in x only."""
+  cam = mujoco.MjvCamera()
+  cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+  cam.distance, cam.azimuth, cam.elevation = 4.0, 90.0, -8.0
+  return cam
+
+
 def _render_worker(args):
   """Draws a group of clips with one model and one GL context (creating a context costs
   about a second on a software renderer). Returns frames, or the mp4 paths written."""
@@ -105,12 +120,15 @@ def _render_worker(args):
     if not shadows:  # about 4x faster on a software renderer, and clips look just as clear
       renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
       renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    view = _follow_camera(mujoco) if camera == FOLLOW else camera
     for qpos, video_path, fps in clips:
       frames = np.empty((len(qpos), height, width, 3), np.uint8)
       for i, q in enumerate(qpos):
         data.qpos[:] = q
         mujoco.mj_forward(model, data)
-        renderer.update_scene(data, camera=camera)
+        if camera == FOLLOW:
+          view.lookat[:] = (data.subtree_com[1, 0], 0.0, FOLLOW_HEIGHT)
+        renderer.update_scene(data, camera=view)
         frames[i] = renderer.render()
       if video_path is None:
         results.append(frames)
@@ -195,3 +213,29 @@ def write_video(path: str, frames: np.ndarray, fps: float) -> None:
   import mediapy
   mediapy.set_ffmpeg(imageio_ffmpeg.get_ffmpeg_exe())
   mediapy.write_video(path, frames, fps=fps)
+
+
+def contact_sheet(frames: np.ndarray, fps: float, seconds: float = 1.5, count: int = 18,
+                  columns: int = 6, scale: int = 2) -> np.ndarray:
+  """One image of ``count`` frames evenly spaced over ``seconds`` from the middle of a video,
+  each shrunk ``scale`` times, in rows of ``columns``: a flip or a hop cycle at a glance.
+
+  frames: [T, H, W, 3] uint8 played at ``fps``. Returns [rows * H', columns * W', 3].
+  """
+  frames = np.asarray(frames)
+  span = min(len(frames), max(1, int(round(seconds * fps))))
+  start = (len(frames) - span) // 2
+  picks = frames[start + np.linspace(0, span - 1, min(count, span)).round().astype(int)]
+  picks = picks[:, ::scale, ::scale]
+  rows = -(-len(picks) // columns)
+  pad = rows * columns - len(picks)
+  if pad:
+    picks = np.concatenate([picks, np.full((pad, *picks.shape[1:]), 255, np.uint8)])
+  h, w = picks.shape[1:3]
+  return (picks.reshape(rows, columns, h, w, 3).transpose(0, 2, 1, 3, 4)
+          .reshape(rows * h, columns * w, 3))
+
+
+def write_contact_sheet(path: str, frames: np.ndarray, fps: float) -> None:
+  import mediapy
+  mediapy.write_image(path, contact_sheet(frames, fps))

@@ -132,14 +132,62 @@ def test_backflip_oracle_and_flip_count():
   pitch = -jnp.linspace(0, 2 * np.pi * 2.5, 100)  # two and a half backward turns
   assert float(tasks.flips_completed(pitch)) == 2.0
   assert float(tasks.flips_completed(-pitch)) == 0.0  # forward turns are not backflips
-  q = jnp.array([0.0, 1.25, 0.0, 0, 0, 0])
-  spin_back = tasks.backflip(q, jnp.zeros(6), jnp.zeros(3), q.at[1].set(1.75),
-                             jnp.zeros(6).at[2].set(-4.0), 0.008, 1.0)
-  # 4 rad/s backwards + 2 * 0.5 m above standing + upright bonus 0.5
-  np.testing.assert_allclose(spin_back, 4.0 + 1.0 + 0.5, rtol=1e-6)
-  spin_fwd = tasks.backflip(q, jnp.zeros(6), jnp.zeros(3), q, jnp.zeros(6).at[2].set(4.0),
-                            0.008, 1.0)
-  np.testing.assert_allclose(spin_fwd, -4.0 + 0.5, rtol=1e-6)
+  # the two turns end upright at pitch -2pi (index 40) and -4pi (index 80): landed only if the
+  # torso is high there
+  high, low = jnp.full(100, 1.2), jnp.full(100, 0.3)
+  assert float(tasks.flips_landed(pitch, high)) == 2.0
+  assert float(tasks.flips_landed(pitch, low)) == 0.0
+  assert float(tasks.flips_landed(pitch, low.at[40].set(1.0))) == 1.0
+  # turning back and forth over the same boundary counts once
+  wobble = jnp.concatenate([pitch[:45], pitch[44:30:-1], pitch[31:45]])
+  assert float(tasks.flips_landed(wobble, jnp.full(wobble.shape, 1.2))) == 1.0
+
+  up = jnp.array([0.0, 1.205, 0.0, 0, 0, 0])    # standing: the foot touches the floor
+  air = up.at[1].set(1.705)                       # 0.5 m up: the whole body clears the floor
+  np.testing.assert_allclose(tasks.ground_clearance(up), -0.005, atol=1e-6)
+  com_up = float(tasks.center_of_mass_height(up))
+  np.testing.assert_allclose(com_up, 0.596 - 0.045, atol=1e-3)
+  spin = lambda rate, q: tasks.backflip(up, jnp.zeros(6), jnp.zeros(3), q,
+                                        jnp.zeros(6).at[2].set(rate), 0.008, 1.0)
+  # in the air, centre of mass 0.5 m above standing: 4 rad/s backwards + 10 * height + up bonus
+  height = com_up + 0.5 - 0.596
+  np.testing.assert_allclose(spin(-4.0, air), 4.0 + 10 * height + 1.0, rtol=1e-5)
+  np.testing.assert_allclose(spin(4.0, air), -4.0 + 10 * height + 1.0, rtol=1e-5)
+  # on the ground, rotation earns nothing: only the up bonus is left
+  np.testing.assert_allclose(spin(-4.0, up), 1.0, rtol=1e-5)
+  lying = jnp.array([0.0, 0.05, -np.pi / 2, 0, 0, 0])
+  np.testing.assert_allclose(spin(-4.0, lying), 0.0, atol=1e-6)
+  # no control cost: lying still scores exactly 0 whatever the torques (a tie for the teacher)
+  assert float(tasks.backflip(lying, jnp.zeros(6), jnp.ones(3), lying, jnp.zeros(6), 0.008,
+                              1.0)) == 0.0
+  # kicked off the floor while lying (clear of it, centre of mass low): still nothing
+  kicked = lying.at[1].set(0.35)
+  assert float(tasks.ground_clearance(kicked)) > 0.05
+  assert float(tasks.center_of_mass_height(kicked)) < 0.5
+  np.testing.assert_allclose(spin(-4.0, kicked), 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ground_clearance_matches_the_simulator(gym_env, seed):
+  """The planar kinematics behind the backflip's gates, against MuJoCo's own geom positions
+  (lowest capsule end minus radius) and centre of mass, over random poses (pitch any angle)."""
+  rng = np.random.default_rng(seed)
+  m = gym_env.mj_model
+  d = mujoco.MjData(m)
+  d.qpos[:] = [rng.uniform(-1, 1), rng.uniform(0.2, 2.0), rng.uniform(-7, 7),
+               rng.uniform(-2.6, 0), rng.uniform(-2.6, 0), rng.uniform(-0.78, 0.78)]
+  mujoco.mj_kinematics(m, d)
+  mujoco.mj_comPos(m, d)
+  lowest = np.inf
+  for g in range(m.ngeom):
+    if m.geom_type[g] != mujoco.mjtGeom.mjGEOM_CAPSULE:
+      continue
+    axis = d.geom_xmat[g].reshape(3, 3)[:, 2] * m.geom_size[g, 1]
+    ends_z = [d.geom_xpos[g, 2] + axis[2], d.geom_xpos[g, 2] - axis[2]]
+    lowest = min(lowest, min(ends_z) - m.geom_size[g, 0])
+  q = jnp.asarray(d.qpos, jnp.float32)
+  np.testing.assert_allclose(tasks.ground_clearance(q), lowest, atol=1e-5)
+  np.testing.assert_allclose(tasks.center_of_mass_height(q), d.subtree_com[1, 2], atol=1e-5)
 
 
 def test_hop_forward_oracle_hand_numbers():

@@ -67,6 +67,9 @@ def test_cli_run_leaves_its_files(cli_run):
     assert key in rows[-1]
   if summary.get("video"):
     assert os.path.getsize(summary["video"]) > 1000
+    import mediapy
+    assert mediapy.read_image(os.path.join(cli_run, "policy_frames.png")).shape == (
+        3 * 48 // 2, 6 * 64 // 2, 3)
 
 
 def test_synthetic_and_external_drivers_give_the_same_labels(cli_run, tiny_cfg, tmp_path):
@@ -120,3 +123,51 @@ def test_adding_labels_never_retraces_learn(tiny_cfg):
   assert len(traces) == 1
   assert counts[:2] == [4, 6]  # 6 initial labels at 4 per iteration, then the schedule
   assert 6 < counts[2] <= 10
+
+
+def test_seeds_split_over_host_devices_match_single_seed_runs(cli_run, tiny_cfg, tmp_path):
+  """Two seeds in one compile, one per host device (one XLA CPU device per core): each run is
+  the run its seed gives alone (which had its envs split over the devices instead)."""
+  if len(jax.devices()) < 2:
+    pytest.skip("one device: nothing to split")
+  system = loop.RLHP(tiny_cfg)  # 8 envs per run
+  layout = lambda runs, envs: loop.Layout.choose(
+      jax.eval_shape(system.init_runs, jnp.zeros((runs, 2), jnp.uint32)), runs, envs)
+  assert (layout(2, 8).kind, layout(2, 8).devices) == ("runs", 2)
+  assert (layout(1, 8).kind, layout(1, 8).devices) == ("envs", 2)
+  if len(jax.devices()) == 2:
+    assert layout(3, 7).kind == "one device" and layout(3, 7).state is None
+  run_dir = str(tmp_path / "two_seeds")
+  os.makedirs(run_dir)
+  cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, video=False,
+                                                              num_seeds=2))
+  summary = loop.train(cfg, run_dir, log=lambda *_: None)
+  assert summary["runs"] == 2 and summary["labels_per_run"] == [24, 24]
+  system = loop.RLHP(cfg)
+  like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                      jax.eval_shape(jax.vmap(system.init), jnp.zeros((2, 2), jnp.uint32)))
+  _, state = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints")).restore(like)
+  alone = final_buffer(cli_run, tiny_cfg, batched=True)
+  np.testing.assert_array_equal(np.asarray(state.buffer.label)[0, :24], alone["label"])
+  np.testing.assert_allclose(np.asarray(state.buffer.obs)[0, :24], alone["obs"], atol=5e-3)
+  # the second seed is a different run
+  assert not np.allclose(np.asarray(state.buffer.obs)[1, :24], alone["obs"], atol=5e-3)
+
+
+def test_solver_transfer_evaluates_a_run_under_other_solver_settings(cli_run):
+  import subprocess
+  import sys
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "solver_transfer.py"),
+                        cli_run, "--solver", "1:4", "4:8", "--episodes", "2"],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  (row,) = json.loads(out.stdout)["results"]
+  assert row["trained_solver"] == "1:4" and row["env_steps"] == 1024
+  assert set(row["eval_return"]) == {"1:4", "4:8"}
+  summary = json.load(open(os.path.join(cli_run, "summary.json")))
+  # the training setting with the run's own evaluation key reproduces its final evaluation
+  # (a different compiled program, so up to float rounding grown over 100 steps)
+  assert row["eval_return"]["1:4"]["mean_length"] == 100
+  np.testing.assert_allclose(row["eval_return"]["1:4"]["mean"], summary["eval_return_mean"],
+                             rtol=0.05, atol=1.0)
+  assert np.isfinite(row["eval_return"]["4:8"]["mean"])

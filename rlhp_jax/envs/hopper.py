@@ -17,16 +17,21 @@ episodes in place so a ``lax.scan`` rollout never changes shape.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import sys
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import mujoco
 from flax import struct
-from mujoco import mjx
+# mjx prints "Failed to import warp" (a GPU backend we do not use) to stdout; send it to stderr
+# so that stdout stays clean for the JSON the benchmarks print.
+with contextlib.redirect_stdout(sys.stderr):
+  from mujoco import mjx
 
 from rlhp_jax import validation as v
 from rlhp_jax.envs import tasks
