@@ -195,6 +195,10 @@ def num_iterations(cfg: ExperimentConfig) -> int:
 
 # -- host side -------------------------------------------------------------------------------
 
+MIN_ENVS_PER_DEVICE = 64
+"""A single run's env batch is split over devices only if each gets at least this many envs."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """Where a stack of runs lives on the default backend's devices (XLA:CPU: one host device
@@ -204,7 +208,9 @@ class Layout:
     talk to each other, so each device simply runs its share.
   * ``"envs"``: too few runs to split (one seed, or an odd count on two cores): each run's
     batch of envs is split instead; the env steps run in parallel, the PPO and reward updates
-    see the whole batch (XLA inserts the gathers).
+    see the whole batch (XLA inserts the gathers). Only from ``MIN_ENVS_PER_DEVICE`` envs per
+    device: below that the gathers cost more than the parallel steps save (2 cores, one seed:
+    256 envs 1.52x faster split, 32 envs 0.6x).
   * ``"one device"``: nothing divides evenly, or there is one device.
 
   ``state`` is a pytree of shardings shaped like ``RLHPState`` (or None); ``per_run`` lays out
@@ -224,7 +230,7 @@ class Layout:
       mesh = Mesh(np.array(devices[:split(num_runs)]), ("runs",))
       runs = NamedSharding(mesh, PartitionSpec("runs"))
       return cls("runs", mesh.size, jax.tree.map(lambda _: runs, state_like), runs)
-    if split(num_envs) > 1:
+    if split(num_envs) > 1 and num_envs // split(num_envs) >= MIN_ENVS_PER_DEVICE:
       mesh = Mesh(np.array(devices[:split(num_envs)]), ("envs",))
       whole = NamedSharding(mesh, PartitionSpec())
       envs = NamedSharding(mesh, PartitionSpec(None, "envs"))  # env_state: [runs, envs, ...]

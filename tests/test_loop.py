@@ -127,14 +127,15 @@ def test_adding_labels_never_retraces_learn(tiny_cfg):
 
 def test_seeds_split_over_host_devices_match_single_seed_runs(cli_run, tiny_cfg, tmp_path):
   """Two seeds in one compile, one per host device (one XLA CPU device per core): each run is
-  the run its seed gives alone (which had its envs split over the devices instead)."""
+  the run its seed gives alone."""
   if len(jax.devices()) < 2:
     pytest.skip("one device: nothing to split")
   system = loop.RLHP(tiny_cfg)  # 8 envs per run
   layout = lambda runs, envs: loop.Layout.choose(
       jax.eval_shape(system.init_runs, jnp.zeros((runs, 2), jnp.uint32)), runs, envs)
   assert (layout(2, 8).kind, layout(2, 8).devices) == ("runs", 2)
-  assert (layout(1, 8).kind, layout(1, 8).devices) == ("envs", 2)
+  assert (layout(1, 256).kind, layout(1, 256).devices) == ("envs", 2)
+  assert layout(1, 8).kind == "one device"  # too few envs to be worth splitting
   if len(jax.devices()) == 2:
     assert layout(3, 7).kind == "one device" and layout(3, 7).state is None
   run_dir = str(tmp_path / "two_seeds")
@@ -171,3 +172,24 @@ def test_solver_transfer_evaluates_a_run_under_other_solver_settings(cli_run):
   np.testing.assert_allclose(row["eval_return"]["1:4"]["mean"], summary["eval_return_mean"],
                              rtol=0.05, atol=1.0)
   assert np.isfinite(row["eval_return"]["4:8"]["mean"])
+
+
+def test_one_run_with_its_envs_split_over_host_devices_matches_one_device(cli_run, tiny_cfg,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+  """The main job's layout (one seed, its env batch split over the cores), at a tiny size:
+  the same labels as the one-device run."""
+  if len(jax.devices()) < 2:
+    pytest.skip("one device: nothing to split")
+  monkeypatch.setattr(loop, "MIN_ENVS_PER_DEVICE", 1)
+  run_dir = str(tmp_path / "envs_split")
+  os.makedirs(run_dir)
+  cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, video=False))
+  lines = []
+  loop.train(cfg, run_dir, log=lines.append)
+  assert "envs split over 2 devices" in lines[0]
+  split, alone = final_buffer(run_dir, cfg, batched=True), final_buffer(cli_run, tiny_cfg,
+                                                                        batched=True)
+  assert split["requested"] == alone["requested"] == 24
+  np.testing.assert_array_equal(split["label"], alone["label"])
+  np.testing.assert_allclose(split["obs"], alone["obs"], atol=5e-3)
