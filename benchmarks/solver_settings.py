@@ -15,6 +15,7 @@ its return under 100:50 (MuJoCo's defaults), one that learned to hop keeps it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -38,7 +39,8 @@ def train_with(cfg, spec: str, out_dir: str) -> tuple[str, dict]:
   run_dir = os.path.join(out_dir, cfg.name)
   os.makedirs(run_dir, exist_ok=True)
   experiment.save(cfg, os.path.join(run_dir, "config.json"))
-  summary = loop.train(cfg, run_dir, log=lambda *a: print(*a, file=sys.stderr))
+  with contextlib.redirect_stdout(sys.stderr):  # progress lines; stdout is for the JSON
+    summary = loop.train(cfg, run_dir)
   rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
   curve = [[r["env_steps"], r["eval/return"][0]] for r in rows if "eval/return" in r]
   timed = rows[1:]  # the first chunk includes the compile
