@@ -59,6 +59,15 @@ def test_shapes(gym_env):
   np.testing.assert_allclose(nxt.obs[:, :5], nxt.data.qpos[:, 1:], rtol=1e-6)
 
 
+def test_observation_wraps_the_pitch_of_a_flipping_hopper():
+  qpos = jnp.array([0.3, 1.1, -2 * np.pi - 0.25, -0.5, -0.4, 0.2])
+  qvel = jnp.array([1.0, -20.0, 3.0, 0.0, 0.0, 0.0])
+  obs = hopper.observe(qpos, qvel)
+  np.testing.assert_allclose(obs, [1.1, -0.25, -0.5, -0.4, 0.2, 1.0, -10.0, 3.0, 0, 0, 0],
+                             atol=1e-5)
+  assert float(hopper.observe(qpos.at[2].set(0.1), qvel)[1]) == pytest.approx(0.1)  # Gym's value
+
+
 def test_long_random_rollout_has_no_nans(fixed_rollout):
   obs, qpos, qvel, reward, *_ = fixed_rollout
   for name, x in [("obs", obs), ("qpos", qpos), ("qvel", qvel), ("reward", reward)]:

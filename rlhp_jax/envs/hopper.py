@@ -114,8 +114,14 @@ def load_model(cfg: HopperConfig) -> mujoco.MjModel:
 
 
 def observe(qpos: jax.Array, qvel: jax.Array) -> jax.Array:
-  """Gym's Hopper observation: [qpos[1:] (5), clip(qvel, -10, 10) (6)]."""
-  return jnp.concatenate([qpos[1:], jnp.clip(qvel, -10.0, 10.0)])
+  """Gym's Hopper observation: [qpos[1:] (5), clip(qvel, -10, 10) (6)], with the torso pitch
+  wrapped to [-pi, pi). Gym-style episodes end at |pitch| > 0.2 rad, where wrapping changes
+  nothing; in fixed-horizon episodes a flipping hopper's unwrapped pitch grows by 2*pi a turn,
+  an input the policy and the reward model would never have seen before (qpos keeps it
+  unwrapped, for counting flips)."""
+  pitch = qpos[2]
+  pitch = jnp.where(jnp.abs(pitch) > jnp.pi, jnp.mod(pitch + jnp.pi, 2 * jnp.pi) - jnp.pi, pitch)
+  return jnp.concatenate([qpos[1:2], pitch[None], qpos[3:], jnp.clip(qvel, -10.0, 10.0)])
 
 
 def is_healthy(qpos: jax.Array, qvel: jax.Array, cfg: HopperConfig) -> jax.Array:
