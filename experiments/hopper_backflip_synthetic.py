@@ -4,8 +4,8 @@ high, jump height, staying up).
 
 The summary counts whole backward turns (``flips_per_episode_per_run``) and turns that end on the
 foot (``landed_flips_per_episode_per_run``) per evaluation episode; ``policy_frames.png`` shows
-the flip. Sized for a GPU (about 10M env steps); on the 2-core CPU 8M steps take 13 minutes
-(1.7 backward turns and 0.2 landed flips per episode, see benchmarks/RESULTS.md).
+the flip. Sized for a GPU (about 10M env steps); on the 2-core CPU, --run.total-env-steps 8000000
+takes 12 minutes: 4.6 backward turns per episode, 3.0 of them landed (benchmarks/RESULTS.md).
 """
 
 from rlhp_jax.envs.hopper import HopperConfig

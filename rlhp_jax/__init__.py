@@ -10,8 +10,8 @@ import os as _os
 # One XLA host device per core: XLA:CPU runs one program's small, loop-heavy kernels (MJX's
 # solver, the PPO scans) mostly on one thread, so runs are split over host devices, one per
 # core: by seed when they divide evenly, else each run's env batch (``loop.Layout``). Measured
-# on 2 cores: MJX Hopper 23 k env steps/s on one device, 36 k split over two; the main job's
-# iteration 1.7 s on one device, 1.0 s split. ``RLHP_JAX_HOST_DEVICES`` or an explicit XLA
+# on 2 cores: MJX Hopper 18 k env steps/s on one device, 39 k split over two; the main job's
+# iteration 1.97 s on one device, 1.30 s split. ``RLHP_JAX_HOST_DEVICES`` or an explicit XLA
 # flag overrides the count.
 _flags = _os.environ.get("XLA_FLAGS", "")
 if "xla_cpu_use_xnnpack" not in _flags:
