@@ -28,14 +28,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rlhp_jax import experiment, loop  # noqa: E402
-from solver_transfer import evaluate_under  # noqa: E402
+from solver_transfer import evaluate_under, solver_config  # noqa: E402
 
 
 def train_with(cfg, spec: str, out_dir: str) -> tuple[str, dict]:
-  it, ls = (int(x) for x in spec.split(":"))
-  cfg = dataclasses.replace(
-      cfg, name=f"solver-{it}-{ls}",
-      env=dataclasses.replace(cfg.env, solver_iterations=it, ls_iterations=ls))
+  cfg = dataclasses.replace(cfg, name=f"solver-{spec.replace(':', '-')}",
+                            env=solver_config(cfg.env, spec))
   run_dir = os.path.join(out_dir, cfg.name)
   os.makedirs(run_dir, exist_ok=True)
   experiment.save(cfg, os.path.join(run_dir, "config.json"))
@@ -69,9 +67,9 @@ def main():
   results = []
   for spec in solvers:
     run_dir, row = train_with(cfg, spec, out_dir)
+    under = solvers if "100:50" in solvers else solvers + ["100:50"]
     row["transfer"] = {k: v["mean"] for k, v in
-                       evaluate_under(run_dir, solvers + ["100:50"] * ("100:50" not in solvers),
-                                      )["eval_return"].items()}
+                       evaluate_under(run_dir, under)["eval_return"].items()}
     results.append(row)
     print(f"solver {spec}: {row['train_env_steps_per_s']:,.0f} env steps/s, final return "
           f"{row['final_eval_return']:.0f}, under others {row['transfer']}", file=sys.stderr)

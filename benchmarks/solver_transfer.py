@@ -38,6 +38,12 @@ def final_policy(run_dir: str):
   return cfg, system.agent, params, int(np.asarray(state.ppo.env_steps)[0]), n_runs
 
 
+def solver_config(env_cfg: hopper.HopperConfig, spec: str) -> hopper.HopperConfig:
+  """``env_cfg`` with the solver setting ``spec`` ("ITER:LS", e.g. "4:8")."""
+  it, ls = (int(x) for x in spec.split(":"))
+  return dataclasses.replace(env_cfg, solver_iterations=it, ls_iterations=ls)
+
+
 def evaluate_under(run_dir: str, solvers, episodes: int | None = None) -> dict:
   """The final policy of ``run_dir`` evaluated under each solver setting ("ITER:LS")."""
   cfg, agent, params, steps, n_runs = final_policy(run_dir)
@@ -50,8 +56,7 @@ def evaluate_under(run_dir: str, solvers, episodes: int | None = None) -> dict:
          "trained_solver": f"{cfg.env.solver_iterations}:{cfg.env.ls_iterations}",
          "eval_return": {}}
   for spec in solvers:
-    it, ls = (int(x) for x in spec.split(":"))
-    env = hopper.Hopper(dataclasses.replace(cfg.env, solver_iterations=it, ls_iterations=ls))
+    env = hopper.Hopper(solver_config(cfg.env, spec))
     t0 = time.perf_counter()
     returns, lengths, _, _ = jax.jit(
         lambda k: ppo.evaluate(agent, env, params, k, episodes))(key)

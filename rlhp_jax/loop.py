@@ -226,12 +226,13 @@ class Layout:
   def choose(cls, state_like: "RLHPState", num_runs: int, num_envs: int) -> "Layout":
     devices = jax.devices()
     split = lambda n: max(d for d in range(1, len(devices) + 1) if n % d == 0)
-    if split(num_runs) > 1:
-      mesh = Mesh(np.array(devices[:split(num_runs)]), ("runs",))
+    by_runs, by_envs = split(num_runs), split(num_envs)
+    if by_runs > 1:
+      mesh = Mesh(np.array(devices[:by_runs]), ("runs",))
       runs = NamedSharding(mesh, PartitionSpec("runs"))
       return cls("runs", mesh.size, jax.tree.map(lambda _: runs, state_like), runs)
-    if split(num_envs) > 1 and num_envs // split(num_envs) >= MIN_ENVS_PER_DEVICE:
-      mesh = Mesh(np.array(devices[:split(num_envs)]), ("envs",))
+    if by_envs > 1 and num_envs // by_envs >= MIN_ENVS_PER_DEVICE:
+      mesh = Mesh(np.array(devices[:by_envs]), ("envs",))
       whole = NamedSharding(mesh, PartitionSpec())
       envs = NamedSharding(mesh, PartitionSpec(None, "envs"))  # env_state: [runs, envs, ...]
       state = jax.tree.map(lambda _: whole, state_like)
