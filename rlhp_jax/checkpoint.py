@@ -1,41 +1,107 @@
 """Checkpoints of the whole run state (agent, reward ensemble, optimiser states, preference
-buffer, RNG keys, counters) with orbax; ``--resume`` continues a killed run where it stopped."""
+buffer, RNG keys, counters) with orbax; ``--resume`` continues a killed run where it stopped.
+
+A checkpoint that cannot be read (a disk that lost data, a half-copied run directory) is moved
+aside to ``<directory>.unreadable/<step>`` with a warning line, and the previous kept step is
+restored instead."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import time
 
 import jax
 import orbax.checkpoint as ocp
+
+from rlhp_jax import faults
+
+
+class CheckpointError(RuntimeError):
+  """No kept checkpoint could be restored; the message says what to do."""
 
 
 class Checkpointer:
   """Keeps the last ``keep`` checkpoints of a state pytree, indexed by chunk number."""
 
-  def __init__(self, directory: str, keep: int = 2):
+  def __init__(self, directory: str, keep: int = 2, warn=None):
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                             enable_async_checkpointing=False))
+    self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    self._keep = keep
+    self._manager = self._open()
+
+  def _open(self):
+    return ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=self._keep, create=True, enable_async_checkpointing=False))
 
   def save(self, step: int, state) -> None:
+    finalize = getattr(self._manager, "_finalize_checkpoint", None)
+    if finalize is not None and faults.due("checkpoint:during"):
+      def die_before_commit(*args, **kwargs):  # files written, the step not yet committed
+        faults.die()
+      self._manager._finalize_checkpoint = die_before_commit
     self._manager.save(step, args=ocp.args.StandardSave(_payload(state)))
     self._manager.wait_until_finished()
+    if faults.due("checkpoint:torn"):
+      _tear(os.path.join(self.directory, str(step)))
+      faults.die()
+    faults.kill_point("checkpoint:after")
 
   def latest(self) -> int | None:
     return self._manager.latest_step()
 
   def restore(self, like, step: int | None = None):
-    """Restores into the structure (and shapes, dtypes) of ``like``; returns (step, state)."""
-    step = self.latest() if step is None else step
+    """Restores into the structure (and shapes, dtypes) of ``like``; returns (step, state).
+    Without ``step``, the newest readable checkpoint: an unreadable newest one is set aside
+    with a warning and the one before it is used."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _payload(like))
-    payload = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    leaves, treedef = jax.tree.flatten(like)
-    leaves = [payload.get(_leaf_name(i), leaf) for i, leaf in enumerate(leaves)]
-    return step, jax.tree.unflatten(treedef, leaves)
+    steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
+    for i, s in enumerate(steps):
+      try:
+        payload = self._manager.restore(s, args=ocp.args.StandardRestore(abstract))
+      except Exception as e:  # noqa: BLE001 - orbax raises many kinds for damaged files
+        if step is not None:
+          raise CheckpointError(f"{self.directory}/{s}: unreadable checkpoint "
+                                f"({type(e).__name__}: {_first_line(e)})") from e
+        aside = self._set_aside(s)
+        older = steps[i + 1] if i + 1 < len(steps) else None
+        self._warn(f"warning: checkpoint {s} is unreadable ({type(e).__name__}: "
+                   f"{_first_line(e)}); moved to {aside}; "
+                   + (f"falling back to checkpoint {older}" if older is not None
+                      else "no older checkpoint, starting from the beginning"))
+        continue
+      leaves, treedef = jax.tree.flatten(like)
+      leaves = [payload.get(_leaf_name(j), leaf) for j, leaf in enumerate(leaves)]
+      return s, jax.tree.unflatten(treedef, leaves)
+    return 0, like
+
+  def _set_aside(self, step: int) -> str:
+    aside_dir = self.directory + ".unreadable"
+    os.makedirs(aside_dir, exist_ok=True)
+    dest = os.path.join(aside_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    shutil.move(os.path.join(self.directory, str(step)), dest)
+    self._manager.close()
+    self._manager = self._open()  # forget the step it had listed
+    return dest
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _tear(path: str) -> None:
+  """Cuts every file of a checkpoint to half its size: what a crash leaves on a disk that
+  reorders or drops unsynced writes (used by the kill matrix's ``checkpoint:torn`` point)."""
+  for root, _, names in os.walk(path):
+    for name in names:
+      file = os.path.join(root, name)
+      os.truncate(file, os.path.getsize(file) // 2)
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip().splitlines()
+  return text[0][:200] if text else ""
 
 
 def _leaf_name(i: int) -> str:

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from typing import Iterable
+
+from rlhp_jax import faults
 
 LEFT, RIGHT, EQUAL, CANT_TELL, FAILED = "left", "right", "equal", "cant_tell", "failed"
 ANSWERS = (LEFT, RIGHT, EQUAL, CANT_TELL, FAILED)
@@ -39,43 +42,82 @@ def label_of(answer: str) -> float | None:
   return {LEFT: 1.0, RIGHT: 0.0, EQUAL: 0.5}.get(answer)
 
 
-class LabelStore:
-  """Append-only, fsynced JSONL of answers and events; safe to share between threads."""
+class LabelStoreError(OSError):
+  """The store could not append a record (e.g. the disk is full); nothing of it stays on disk."""
 
-  def __init__(self, run_dir: str, filename: str = "labels.jsonl"):
+
+def _write_line(fd: int, data: bytes) -> None:
+  """Writes one encoded record (tests replace this to simulate a full disk)."""
+  faults.write_maybe_torn(fd, data, "store:torn")
+
+
+class LabelStore:
+  """Append-only, fsynced JSONL of answers and events; safe to share between threads.
+
+  The file is never rewritten. On open, a torn tail (a crash mid-append) is cut off at the last
+  newline with ``truncate``; a line in the middle that does not parse is reported (``warn``)
+  and skipped. An append that fails (a full disk) is rolled back to the previous size and
+  raises ``LabelStoreError``, so the next append never lands on a partial line.
+  """
+
+  def __init__(self, run_dir: str, filename: str = "labels.jsonl", warn=None):
     self.dir = os.path.join(run_dir, "labels")
     os.makedirs(self.dir, exist_ok=True)
     self.path = os.path.join(self.dir, filename)
+    self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     self._lock = threading.Lock()
     self._records: list[dict] = []
     self._answer_ids: set[str] = set()
+    self.skipped_lines: list[int] = []
     if os.path.exists(self.path):
       self._load()
 
   def _load(self) -> None:
     with open(self.path, "rb") as f:
       data = f.read()
-    lines = data.split(b"\n")
-    # A crash mid-write can leave a torn last line (no newline): drop it, keep the rest.
-    if lines and lines[-1] and not data.endswith(b"\n"):
-      lines = lines[:-1]
-      with open(self.path, "wb") as f:
-        f.write(b"".join(line + b"\n" for line in lines if line))
-        f.flush()
-        os.fsync(f.fileno())
-    for line in lines:
-      if line.strip():
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+      # A crash mid-append left a torn tail; it was never acknowledged, so nothing acted on it.
+      os.truncate(self.path, end)
+      _fsync_path(self.path)
+      self._warn(f"{self.path}: cut a torn last line ({len(data) - end} bytes) left by a crash")
+    for number, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
+      if not line.strip():
+        continue
+      try:
         record = json.loads(line)
-        self._records.append(record)
-        if record.get("type") == "answer":
-          self._answer_ids.add(record["answer_id"])
+        ok = isinstance(record, dict) and record.get("type") in ("answer", "event") and (
+            record["type"] == "event" or isinstance(record.get("answer_id"), str))
+      except (json.JSONDecodeError, UnicodeDecodeError):
+        ok = False
+      if not ok:
+        self.skipped_lines.append(number)
+        self._warn(f"{self.path}: line {number} is not a label record; skipped (the file is "
+                   "left as it is)")
+        continue
+      self._records.append(record)
+      if record["type"] == "answer":
+        self._answer_ids.add(record["answer_id"])
 
   def _append(self, record: dict) -> None:
-    line = json.dumps(record, sort_keys=True) + "\n"
-    with open(self.path, "a") as f:
-      f.write(line)
-      f.flush()
-      os.fsync(f.fileno())
+    data = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      size = os.fstat(fd).st_size
+      try:
+        _write_line(fd, data)
+        os.fsync(fd)
+      except OSError as e:
+        try:  # roll back whatever part of the line reached the file
+          os.ftruncate(fd, size)
+          os.fsync(fd)
+        except OSError:
+          pass
+        raise LabelStoreError(e.errno, f"{self.path}: could not append a record "
+                              f"({e.strerror or e}); nothing was kept of it. Free disk space, "
+                              "then resume") from e
+    finally:
+      os.close(fd)
     self._records.append(record)
 
   # -- answers --------------------------------------------------------------------------
@@ -94,7 +136,8 @@ class LabelStore:
         return False
       self._append(record)
       self._answer_ids.add(record["answer_id"])
-      return True
+    faults.kill_point("store:answer")
+    return True
 
   def add_answers(self, records: Iterable[dict]) -> int:
     """Several answers (keyword dicts of ``add_answer``); returns how many were new."""
@@ -117,6 +160,7 @@ class LabelStore:
     record = {"type": "event", "event": event, "time": time.time(), **fields}
     with self._lock:
       self._append(record)
+    faults.kill_point(f"store:{event}")
     return record
 
   def events(self, event: str | None = None, **match) -> list[dict]:
@@ -128,3 +172,38 @@ class LabelStore:
   def last_event(self, event: str, **match) -> dict | None:
     found = self.events(event, **match)
     return found[-1] if found else None
+
+
+def _fsync_path(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def fingerprint(qpos, qvel) -> str:
+  """A short hash of one pair's states (qpos, qvel of both clips), rounded to 1e-4 so that a
+  recomputation on the same setup matches while a different pair does not."""
+  import hashlib
+
+  import numpy as np
+  h = hashlib.sha256()
+  for x in (qpos, qvel):
+    x = np.round(np.asarray(x, np.float64), 4) + 0.0  # + 0.0: -0.0 hashes as 0.0
+    h.update(str(x.shape).encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+  return h.hexdigest()[:16]
+
+
+def query_fingerprints(query: dict, iteration: int) -> dict[str, str]:
+  """{pair_id: fingerprint} of the pairs a query asks for (``query["mask"]``)."""
+  import numpy as np
+  pairs = query["pairs"]
+  qvel = pairs.get("qvel")
+  out = {}
+  for i in np.flatnonzero(np.asarray(query["mask"])):
+    i = int(i)
+    out[pair_id(iteration, i)] = fingerprint(
+        pairs["qpos"][i], qvel[i] if qvel is not None else np.zeros(0))
+  return out

@@ -9,6 +9,8 @@ from typing import Iterable
 
 import numpy as np
 
+from rlhp_jax import faults
+
 
 def to_python(x):
   """Host copy of a metric: numpy/jax scalars and arrays become floats and lists."""
@@ -21,14 +23,21 @@ def to_python(x):
 
 
 class MetricsLog:
-  """Appends one JSON object per line to ``metrics.jsonl``, flushed at once."""
+  """Appends one JSON object per line to ``metrics.jsonl``, fsynced at once.
+
+  A crash mid-write leaves a torn last line: reading skips it (``read_rows``) and opening the
+  log for writing cuts it off, so the next row starts on a line of its own."""
 
   def __init__(self, run_dir: str, filename: str = "metrics.jsonl"):
     self.path = os.path.join(run_dir, filename)
     self.rows: list[dict] = []
     if os.path.exists(self.path):  # a resumed run keeps its history
-      with open(self.path) as f:
-        self.rows = [json.loads(line) for line in f if line.strip()]
+      self.rows = read_rows(self.path)
+      with open(self.path, "rb") as f:
+        data = f.read()
+      end = data.rfind(b"\n") + 1
+      if end < len(data):
+        os.truncate(self.path, end)
 
   def truncate(self, keep) -> None:
     """Keeps only the rows for which ``keep(row)`` holds (a resumed run drops rows written
@@ -38,44 +47,92 @@ class MetricsLog:
     with open(tmp, "w") as f:
       for r in self.rows:
         f.write(json.dumps(r) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(tmp, self.path)
 
   def write(self, row: dict) -> None:
+    faults.kill_point("metrics:before")
     row = to_python(row)
     self.rows.append(row)
-    with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
+    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      faults.write_maybe_torn(fd, (json.dumps(row) + "\n").encode(), "metrics:torn")
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+
+
+def read_rows(path: str) -> list[dict]:
+  """The rows of a metrics JSONL file; a torn or unreadable line (a crash mid-write) is
+  skipped, never an error."""
+  rows = []
+  with open(path, "rb") as f:
+    for line in f:
+      if not line.endswith(b"\n"):
+        break  # torn last line
+      try:
+        row = json.loads(line)
+      except (json.JSONDecodeError, UnicodeDecodeError):
+        continue
+      if isinstance(row, dict):
+        rows.append(row)
+  return rows
 
 
 def plot_learning_curve(rows: Iterable[dict], path: str, title: str,
                         series: dict[str, str], x: str = "env_steps",
-                        second_x: str | None = None) -> None:
-  """Line plot of ``series`` (metric key -> label) against ``x``; per-seed lists drawn thin with
-  their mean thick. ``second_x`` adds a top axis label showing that column at the last point."""
+                        second_x: str | None = None, fraction_key: str | None = None) -> None:
+  """Line plot of ``series`` (metric key -> label) against ``x``. Per-seed lists are drawn as
+  their mean with a band from the lowest to the highest seed. ``fraction_key`` (a share in
+  [0, 1], e.g. the healthy-step fraction) goes on a right-hand axis, dashed. ``second_x`` adds
+  that column's last value to the title."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   rows = list(rows)
-  fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-  for key, label in series.items():
+  fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=110)
+
+  def points(key):
     pts = [(r[x], r[key]) for r in rows
            if key in r and any(v is not None for v in np.atleast_1d(np.asarray(r[key], object)))]
     if not pts:
-      continue
+      return None, None
     xs = np.array([p[0] for p in pts], float)
     ys = np.array([[np.nan if v is None else v for v in np.atleast_1d(np.asarray(p[1], object))]
                    for p in pts], float)
+    return xs, ys
+
+  def draw(axis, xs, ys, label, **kw):
+    with np.errstate(all="ignore"):
+      mean = np.nanmean(ys, 1)
+    line, = axis.plot(xs, mean, lw=2, marker="o" if len(xs) < 30 else None, ms=3,
+                      label=label + (f" (mean of {ys.shape[1]}, band min-max)"
+                                     if ys.shape[1] > 1 else ""), **kw)
     if ys.shape[1] > 1:
-      for s in range(ys.shape[1]):
-        ax.plot(xs, ys[:, s], lw=0.8, alpha=0.35)
-    ax.plot(xs, np.nanmean(ys, 1), lw=2, marker="o" if len(xs) < 30 else None, ms=3, label=label)
+      axis.fill_between(xs, np.nanmin(ys, 1), np.nanmax(ys, 1), color=line.get_color(),
+                        alpha=0.18, lw=0)
+    return line
+
+  handles = []
+  for key, label in series.items():
+    xs, ys = points(key)
+    if xs is not None:
+      handles.append(draw(ax, xs, ys, label))
   ax.set_xlabel(x.replace("_", " "))
   ax.set_ylabel("return")
   ax.grid(alpha=0.3)
-  ax.legend(loc="best")
+  if fraction_key:
+    xs, ys = points(fraction_key)
+    if xs is not None:
+      ax2 = ax.twinx()
+      handles.append(draw(ax2, xs, ys, fraction_key.split("/")[-1].replace("_", " "),
+                          ls="--", color="0.35"))
+      ax2.set_ylim(0, 1.05)
+      ax2.set_ylabel(fraction_key.split("/")[-1].replace("_", " "))
+  if handles:
+    ax.legend(handles=handles, loc="upper left", fontsize=8)
   if second_x and rows and second_x in rows[-1]:
     last = np.atleast_1d(np.asarray(rows[-1][second_x], float))
     ax.set_title(f"{title}  ({second_x.split('/')[-1]}: {last.mean():.0f})")

@@ -363,3 +363,64 @@ def test_answers_are_deterministic_and_auto_accepted():
       assert assignments and all(a.accepted is not None for a in assignments)
       return sorted((a["task_id"], a["user_id"], a["answer"]) for a in s.answers())
   assert run() == run()
+
+
+def test_async_task_creation_takes_effect_when_the_operation_finishes(standin, client):
+  standin.operation_polls = 2
+  pool = make_pool(client, make_project(client).id)
+  op_id = "1b4e28ba-2fa1-11d2-883f-0016a3ca1b7d"
+  op = client.create_tasks_async(pair_tasks(pool.id, range(3)), allow_defaults=True,
+                                 operation_id=op_id)
+  assert op.status == tc.operations.Operation.Status.PENDING
+  assert standin.tasks_created == 0 and not list(client.get_tasks(pool_id=pool.id))
+  # a resend of the same batch while it runs (a retry, a resumed run) creates nothing
+  again = client.create_tasks_async(pair_tasks(pool.id, range(3)), allow_defaults=True,
+                                    operation_id=op_id)
+  assert again.id == op_id and standin.tasks_created == 0
+  client.get_operation(op_id)                        # the second poll finishes it
+  assert standin.tasks_created == 3
+  done = client.get_operation(op_id)
+  assert done.status == tc.operations.Operation.Status.SUCCESS
+  assert done.details["success_count"] == 3
+  assert len(client.get_operation_log(op_id)) == 3
+  assert len(list(client.get_tasks(pool_id=pool.id))) == 3
+
+
+def test_a_failure_after_the_request_took_effect(standin, client):
+  pool = make_pool(client, make_project(client).id)
+  standin.inject_failures(status=503, times=1, path_contains="/v1/tasks", method="POST",
+                          after=True)
+  with pytest.raises(tx.RemoteServiceUnavailableApiError):
+    client.create_tasks_async(pair_tasks(pool.id, range(2)), allow_defaults=True)
+  assert standin.tasks_created == 2                  # Toloka did it; the answer was lost
+
+
+def test_taken_pages_are_submitted_after_the_pool_closes(standin, client):
+  pool = make_pool(client, make_project(client).id, overlap=1, page=1)
+  client.create_tasks(pair_tasks(pool.id, range(2)), allow_defaults=True)
+  client.open_pool(pool.id)
+  assert standin.take(2) == 2
+  active = list(client.get_assignments(pool_id=pool.id, status="ACTIVE"))
+  assert len(active) == 2 and not active[0].solutions
+  assert client.get_pool(pool.id).is_open()          # taken is not done
+  client.close_pool(pool.id)
+  assert standin.advance() == 2                      # late, but submitted (and paid)
+  done = list(client.get_assignments(pool_id=pool.id, status=["SUBMITTED", "ACCEPTED"]))
+  assert len(done) == 2 and all(a.solutions for a in done)
+  assert not list(client.get_assignments(pool_id=pool.id, status="ACTIVE"))
+
+
+def test_pools_close_for_lack_of_balance_and_other_reasons(standin, client):
+  project = make_project(client)
+  standin.balance = 0.015                            # one page of 0.01
+  pool = make_pool(client, project.id, overlap=1, page=1)
+  client.create_tasks(pair_tasks(pool.id, range(3)), allow_defaults=True)
+  client.open_pool(pool.id)
+  assert standin.advance() == 1
+  closed = client.get_pool(pool.id)
+  assert closed.is_closed() and closed.last_close_reason.value == "NOT_ENOUGH_BALANCE"
+  other = make_pool(client, project.id)
+  client.create_tasks(pair_tasks(other.id, range(1)), allow_defaults=True)
+  client.open_pool(other.id)
+  standin.close_pool(other.id, "EXPIRED")
+  assert client.get_pool(other.id).last_close_reason.value == "EXPIRED"

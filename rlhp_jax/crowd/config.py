@@ -74,7 +74,14 @@ class TolokaConfig:
   poll_interval_s: float = 60.0
   """Seconds between checks of an open pool (the seed waited a minute)."""
   timeout_s: float = 24 * 3600.0
-  """Give up on a pool that has not closed after this long (answers so far are kept)."""
+  """Close a pool that has not closed after this long (counted from its opening, across
+  restarts); answers of pages workers already took keep being downloaded until none is active
+  or ``assignment_max_duration_seconds`` has passed."""
+  outage_timeout_s: float = 3600.0
+  """Stop (resumably) if polling an open pool fails for this long without a break; shorter
+  Toloka or network outages are ridden out with a log line per failed poll."""
+  retry_budget_s: float = 600.0
+  """Seconds of transient failures (network, 429, 5xx) one other Toloka call rides out."""
   # -- project setup (rlhp-jax toloka setup)
   project_name: str = "Help AI learn to move (robot clips)"
   language: str = "EN"
@@ -97,6 +104,8 @@ class TolokaConfig:
     v.positive(self.reward_per_page, "toloka.reward_per_page")
     v.positive(self.poll_interval_s, "toloka.poll_interval_s")
     v.positive(self.timeout_s, "toloka.timeout_s")
+    v.positive(self.outage_timeout_s, "toloka.outage_timeout_s")
+    v.positive(self.retry_budget_s, "toloka.retry_budget_s")
     v.require(isinstance(self.requeue_rounds, int) and self.requeue_rounds >= 0,
               "toloka.requeue_rounds", f"must be an integer >= 0, got {self.requeue_rounds!r}")
     for name in ("training_pass_percent", "majority_disagreement_percent"):

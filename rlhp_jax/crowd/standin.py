@@ -37,12 +37,19 @@ Errors are Toloka's JSON bodies ``{"code", "message", "request_id"[, "payload"]}
 client turns into ``toloka.client.exceptions.*``: 401 AUTHENTICATION_ERROR (wrong or missing
 token), 404 DOES_NOT_EXIST, 400 VALIDATION_ERROR (payload: field -> {code, message}; per task
 index for task batches), 409 CONFLICT_STATE / OPERATION_ALREADY_EXISTS, 501 for routes this
-stand-in does not implement. ``inject_failures`` makes chosen requests fail with 429/500/503.
+stand-in does not implement. ``inject_failures`` makes chosen requests fail with 429/500/503,
+either before they are handled or (``after=True``) after: the request took effect but its answer
+is lost, as when a connection drops on the way back.
 
-Asynchronous operations take effect at once. By default an operation is born finished
-(SUCCESS), so ``wait_operation`` returns without polling; with ``operation_polls=k`` it is
-PENDING when created, RUNNING on polls 1..k-1 and finished from poll k on (so the client's
-``wait_operation`` really polls; it sleeps 0.5 s before its first poll and 1 s between polls).
+Asynchronous operations. By default an operation is born finished (SUCCESS), so
+``wait_operation`` returns without polling; with ``operation_polls=k`` it is PENDING when
+created, RUNNING on polls 1..k-1 and finished from poll k on (so the client's ``wait_operation``
+really polls; it sleeps 0.5 s before its first poll and 1 s between polls). A task-creation
+operation then also *takes effect* only when it finishes: until some client polls it k times,
+the pool has none of its tasks, as on Toloka, where a batch is created in the background. Its
+``operation_id`` makes the request idempotent: the same id again answers 409
+OPERATION_ALREADY_EXISTS and creates nothing (toloka-kit then reads the existing operation).
+Other pool and training actions take effect at once.
 
 Simulated workers: ``num_workers`` workers, of whom ``round(num_workers * spammer_share)`` are
 spammers (left/right uniformly at random), ``round(num_workers * failed_share)`` are "failed"
@@ -53,12 +60,18 @@ values and answers ``"error"`` if one does not load. Each answer draws from its 
 seeded by (seed, task id, worker id), so answers do not depend on when work happens.
 
 Work happens only when the simulated clock moves: ``advance(n)`` lets workers submit n task
-suites (None: until no worker can take any more). A suite is up to the pool's
+suites (None: until no worker can take any more); ``take(n)`` lets workers take n suites
+without submitting them yet (ACTIVE assignments, submitted by the next ``advance``, even if the
+pool closed meanwhile: Toloka lets a worker finish a page taken before the close). A suite is up to the pool's
 ``mixer_config.real_tasks_count`` open tasks that the worker has not answered yet, taken in
 creation order; workers take turns round-robin, so each task gets ``overlap`` answers from
 distinct workers. A pool whose every task has all its answers closes (COMPLETED), as Toloka
 auto-closes. ``auto_advance=k`` runs k suites of a pool on every poll of it (GET of the pool,
 an analytics request about it, or the first page of an assignment list).
+
+Money: each submitted suite takes the pool's reward from ``balance``; a pool whose next suite
+the balance cannot pay is closed with NOT_ENOUGH_BALANCE. ``close_pool(pool_id, reason)`` closes
+a pool as Toloka would for another reason (EXPIRED, BLOCKED, ...).
 
 Not simulated: quality control and filters (stored and returned, never enforced), trainings
 (workers never take them), control tasks (tasks with ``known_solutions`` are stored but not
@@ -142,6 +155,7 @@ class _Failure:
   method: str | None
   retry_after: int
   empty_body: bool
+  after: bool = False
 
 
 def _utcnow() -> datetime.datetime:
@@ -261,6 +275,7 @@ class TolokaStandIn:
     self.skills: dict[str, dict] = {}
     self._op_logs: dict[str, list[dict]] = {}
     self._op_polls: dict[str, int] = {}
+    self._op_effects: dict[str, Callable[[], None]] = {}
     self._pool_tasks: dict[str, list[str]] = {}
     self._pool_assignments: dict[str, list[str]] = {}
     self._answered_by: dict[str, list[str]] = {}
@@ -306,25 +321,44 @@ class TolokaStandIn:
 
   def inject_failures(self, status: int = 500, times: int = 1, path_contains: str = "",
                       method: str | None = None, retry_after: int = 1,
-                      empty_body: bool = False) -> None:
+                      empty_body: bool = False, after: bool = False) -> None:
     """The next ``times`` requests whose path contains ``path_contains`` (and whose method is
     ``method``, if given) answer ``status`` with Toloka's error body (429: TOO_MANY_REQUESTS
     plus ``Retry-After: retry_after``; 500: INTERNAL_ERROR; 503: REMOTE_SERVICE_UNAVAILABLE).
-    ``empty_body`` sends no body (the client raises httpx's HTTPStatusError then)."""
+    ``empty_body`` sends no body (the client raises httpx's HTTPStatusError then). ``after``:
+    handle the request first (it takes effect), then answer the failure instead."""
     with self.lock:
       self._failures.append(_Failure(status, times, path_contains,
-                                     method.upper() if method else None, retry_after, empty_body))
+                                     method.upper() if method else None, retry_after, empty_body,
+                                     after))
 
   def advance(self, n_assignments: int | None = None, pool_id: str | None = None) -> int:
-    """Let workers submit up to ``n_assignments`` task suites (None: all they can) in open pools
-    (only ``pool_id`` if given); returns how many were submitted."""
+    """Let workers submit up to ``n_assignments`` task suites (None: all they can): first the
+    suites they took (``take``), in any pool, then new ones in open pools (only ``pool_id`` if
+    given); returns how many were submitted."""
     with self.lock:
       done = 0
       while n_assignments is None or done < n_assignments:
-        if not self._work_one(pool_id):
+        if not (self._submit_taken(pool_id) or self._work_one(pool_id)):
           break
         done += 1
       return done
+
+  def take(self, n_assignments: int = 1, pool_id: str | None = None) -> int:
+    """Let workers take up to ``n_assignments`` suites of open pools without submitting them
+    (ACTIVE assignments); returns how many were taken."""
+    with self.lock:
+      done = 0
+      while done < n_assignments and self._work_one(pool_id, submit=False):
+        done += 1
+      return done
+
+  def close_pool(self, pool_id: str, reason: str = "EXPIRED") -> None:
+    """Closes a pool as Toloka does on its own (EXPIRED, NOT_ENOUGH_BALANCE, BLOCKED, ...)."""
+    with self.lock:
+      pool = self._lookup(self.pools, "Pool", pool_id)
+      if pool["status"] == OPEN:
+        self._close(pool, reason)
 
   def pool_tasks(self, pool_id: str) -> list[dict]:
     with self.lock:
@@ -341,7 +375,7 @@ class TolokaStandIn:
       for a in self.assignments.values():
         if pool_id is not None and a["pool_id"] != pool_id:
           continue
-        for task, solution in zip(a["tasks"], a["solutions"]):
+        for task, solution in zip(a["tasks"], a["solutions"] or []):
           answer = next(iter(solution["output_values"].values()))
           out.append({"task_id": task["id"], "input_values": task["input_values"],
                       "user_id": a["user_id"], "kind": self.workers[a["user_id"]],
@@ -390,25 +424,32 @@ class TolokaStandIn:
     """One request -> (status, JSON body or None, extra headers). Called by the HTTP handler."""
     with self.lock:
       self.requests.append((method, path))
-      failure = self._take_failure(method, path)
+      failure = self._take_failure(method, path, after=False)
       if failure is not None:
         return failure
-      try:
-        self._check_auth(authorization)
-        fn, match = self._route(method, path)
-        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
-        result = fn(match, params, self._parse_body(raw_body))
-        status, body = result if isinstance(result, tuple) else (200, result)
-        return status, body, {}
-      except ApiFailure as e:
-        return e.status, e.body(), {}
-      except Exception:  # a stand-in bug: answer like Toloka's 500 and keep it for the tests
-        self.errors.append(traceback.format_exc())
-        return 500, ApiFailure(500, "INTERNAL_ERROR", "stand-in handler crashed").body(), {}
+      answer = self._dispatch(method, path, query, authorization, raw_body)
+      failure = self._take_failure(method, path, after=True)
+      return answer if failure is None else failure
 
-  def _take_failure(self, method: str, path: str) -> tuple[int, Any, dict] | None:
+  def _dispatch(self, method: str, path: str, query: str, authorization: str | None,
+                raw_body: bytes) -> tuple[int, Any, dict]:
+    try:
+      self._check_auth(authorization)
+      fn, match = self._route(method, path)
+      params = {k: v[-1] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+      result = fn(match, params, self._parse_body(raw_body))
+      status, body = result if isinstance(result, tuple) else (200, result)
+      return status, body, {}
+    except ApiFailure as e:
+      return e.status, e.body(), {}
+    except Exception:  # a stand-in bug: answer like Toloka's 500 and keep it for the tests
+      self.errors.append(traceback.format_exc())
+      return 500, ApiFailure(500, "INTERNAL_ERROR", "stand-in handler crashed").body(), {}
+
+  def _take_failure(self, method: str, path: str, after: bool) -> tuple[int, Any, dict] | None:
     for f in self._failures:
-      if f.times > 0 and f.path_contains in path and f.method in (None, method):
+      if (f.times > 0 and f.after == after and f.path_contains in path
+          and f.method in (None, method)):
         f.times -= 1
         code = _FAILURE_CODES.get(f.status, "INTERNAL_ERROR")
         headers = {"Retry-After": str(f.retry_after)} if f.status == 429 else {}
@@ -481,12 +522,16 @@ class TolokaStandIn:
       raise _not_found("Operation", op_id)
     if self._op_polls[op_id] > 0:
       self._op_polls[op_id] -= 1
+    if self._op_polls[op_id] == 0 and op_id in self._op_effects:
+      self._op_effects.pop(op_id)()  # the background work of the operation happens now
     return self._operation_view(op_id)
 
   def _get_operation_log(self, match, query, body):
     op_id = match["id"]
     if op_id not in self.operations:
       raise _not_found("Operation", op_id)
+    if self._op_polls[op_id] > 0:
+      return []
     return copy.deepcopy(self._op_logs[op_id])
 
   # -- search
@@ -770,15 +815,20 @@ class TolokaStandIn:
       item_errors = self._task_errors(item, allow_defaults)
       if item_errors:
         errors[str(index)] = item_errors
-    created = {}
-    if skip_invalid or not errors:
-      created = {str(i): self._store_task(item) for i, item in enumerate(items)
-                 if str(i) not in errors}
-    if _flag(query, "open_pool"):
-      for pool_id in sorted({t["pool_id"] for t in created.values()}):
-        pool = self.pools.get(pool_id)
-        if pool is not None and pool["status"] == CLOSED:
-          self._container_action(pool, "open", training=False)
+    if async_mode and self.operation_polls > 0:
+      # Toloka creates an asynchronous batch in the background: nothing exists until the
+      # operation finishes (here: when it has been polled operation_polls times).
+      items = copy.deepcopy(items)
+      status, view = self._tasks_operation(items, {}, errors, query, op_id)
+      op = self.operations[view["id"]]
+
+      def finish():
+        created = self._store_tasks(items, errors, skip_invalid, query)
+        _, done = self._tasks_operation(items, created, errors, query, op["id"], register=False)
+        op.update(status=done["status"], details=done.get("details"))
+      self._op_effects[view["id"]] = finish
+      return status, view
+    created = self._store_tasks(items, errors, skip_invalid, query)
     if async_mode:
       return self._tasks_operation(items, created, errors, query, op_id)
     if not created:
@@ -790,7 +840,19 @@ class TolokaStandIn:
       out["validation_errors"] = errors
     return 201, out
 
-  def _tasks_operation(self, items, created, errors, query, op_id):
+  def _store_tasks(self, items, errors, skip_invalid, query) -> dict:
+    created = {}
+    if skip_invalid or not errors:
+      created = {str(i): self._store_task(item) for i, item in enumerate(items)
+                 if str(i) not in errors}
+    if _flag(query, "open_pool"):
+      for pool_id in sorted({t["pool_id"] for t in created.values()}):
+        pool = self.pools.get(pool_id)
+        if pool is not None and pool["status"] == CLOSED:
+          self._container_action(pool, "open", training=False)
+    return created
+
+  def _tasks_operation(self, items, created, errors, query, op_id, register=True):
     log = []
     for index, item in enumerate(items):
       key = str(index)
@@ -806,6 +868,9 @@ class TolokaStandIn:
                "not_valid_count": len(errors), "success_count": len(created),
                "failed_count": len(items) - len(created)}
     status = "SUCCESS" if created or not errors else "FAIL"
+    if not register:
+      self._op_logs[op_id] = log
+      return 200, {"status": status, "details": details}
     return self._new_operation("TASK.BATCH_CREATE", params, details, status=status, op_id=op_id,
                                log=log)
 
@@ -920,7 +985,7 @@ class TolokaStandIn:
     done = sum(min(len(self._answered_by[t["id"]]), t["overlap"]) for t in finite)
     suite = max(1, int(_dig(self.pools[pool_id], "mixer_config.real_tasks_count") or 1))
     millis = [(_parse_time(a["submitted"]) - _parse_time(a["created"])).total_seconds() * 1000
-              for a in assignments]
+              for a in assignments if a.get("submitted")]
     return {
         "real_tasks_count": len(tasks),
         "submitted_assignments_count": len(by_status(SUBMITTED, ACCEPTED, REJECTED)),
@@ -967,11 +1032,15 @@ class TolokaStandIn:
 
   def _close_if_complete(self, pool: dict) -> None:
     tasks = self._real_tasks(pool["id"])
-    if pool["status"] == OPEN and tasks and all(self._remaining(t) <= 0 for t in tasks):
+    active = any(self.assignments[a]["status"] == "ACTIVE"
+                 for a in self._pool_assignments[pool["id"]])
+    if (pool["status"] == OPEN and tasks and not active
+        and all(self._remaining(t) <= 0 for t in tasks)):
       self._close(pool, "COMPLETED")
 
-  def _work_one(self, pool_id: str | None) -> bool:
-    """One worker submits one task suite in the first open pool that has work; False if none."""
+  def _work_one(self, pool_id: str | None, submit: bool = True) -> bool:
+    """One worker takes (and, with ``submit``, submits) one task suite in the first open pool
+    that has work; False if none."""
     pools = [p for p in self.pools.values()
              if p["status"] == OPEN and (pool_id is None or p["id"] == pool_id)]
     pools.sort(key=lambda p: (-(p.get("priority") or 0), _id_key(p["id"])))
@@ -983,37 +1052,60 @@ class TolokaStandIn:
         user = users[(self._next_worker + step) % len(users)]
         suite = [t for t in open_tasks if user not in self._answered_by[t["id"]]][:size]
         if suite:
+          reward = float(pool.get("reward_per_assignment") or 0.0)
+          if reward > self.balance:
+            self._close(pool, "NOT_ENOUGH_BALANCE")
+            break
           self._next_worker = (self._next_worker + step + 1) % len(users)
-          self._submit(pool, user, suite)
-          self._close_if_complete(pool)
+          assignment = self._take(pool, user, suite)
+          if submit:
+            self._submit(assignment)
           return True
     return False
 
-  def _submit(self, pool: dict, user: str, suite: list[dict]) -> None:
-    kind = self.workers[user]
-    field = self._output_field(pool)
-    solutions = [{"output_values": {field: self._answer(kind, user, task)}} for task in suite]
+  def _submit_taken(self, pool_id: str | None) -> bool:
+    """A worker submits one suite taken earlier (even if its pool closed since)."""
+    for assignment in self.assignments.values():
+      if assignment["status"] == "ACTIVE" and pool_id in (None, assignment["pool_id"]):
+        self._submit(assignment)
+        return True
+    return False
+
+  def _take(self, pool: dict, user: str, suite: list[dict]) -> dict:
+    """An ACTIVE assignment: the worker holds the suite (no other worker gets their slot)."""
     created = self._now(advance_s=7)
-    submitted = created + datetime.timedelta(seconds=_SECONDS_PER_TASK[kind] * len(suite))
-    reward = float(pool.get("reward_per_assignment") or 0.0)
     assignment = {
         "id": self._object_id(pool["id"]), "task_suite_id": self._object_id(pool["id"]),
-        "pool_id": pool["id"], "user_id": user, "status": SUBMITTED, "reward": reward,
+        "pool_id": pool["id"], "user_id": user, "status": "ACTIVE",
+        "reward": float(pool.get("reward_per_assignment") or 0.0),
         "tasks": [{k: copy.deepcopy(v) for k, v in t.items() if k != "remaining_overlap"}
                   for t in suite],
-        "solutions": solutions, "mixed": True, "automerged": False,
-        "created": _iso(created), "submitted": _iso(submitted),
+        "solutions": None, "mixed": True, "automerged": False, "created": _iso(created),
         "owner": self._owner(),
     }
-    if pool.get("auto_accept_solutions"):
-      assignment.update(status=ACCEPTED, accepted=_iso(submitted))
     for task in suite:
       self._answered_by[task["id"]].append(user)
       if task.get("overlap") is not None:
         task["remaining_overlap"] = max(0, int(self._remaining(task)))
     self.assignments[assignment["id"]] = assignment
     self._pool_assignments[pool["id"]].append(assignment["id"])
-    self.balance -= reward
+    return assignment
+
+  def _submit(self, assignment: dict) -> None:
+    pool = self.pools[assignment["pool_id"]]
+    user = assignment["user_id"]
+    kind = self.workers[user]
+    field = self._output_field(pool)
+    assignment["solutions"] = [{"output_values": {field: self._answer(kind, user, task)}}
+                               for task in assignment["tasks"]]
+    submitted = _parse_time(assignment["created"]) + datetime.timedelta(
+        seconds=_SECONDS_PER_TASK[kind] * len(assignment["tasks"]))
+    self._clock = max(self._clock, submitted)
+    assignment.update(status=SUBMITTED, submitted=_iso(submitted))
+    if pool.get("auto_accept_solutions"):
+      assignment.update(status=ACCEPTED, accepted=_iso(submitted))
+    self.balance -= float(assignment["reward"])
+    self._close_if_complete(pool)
 
   def _output_field(self, pool: dict) -> str:
     spec = _dig(self.projects.get(str(pool["project_id"]), {}), "task_spec.output_spec") or {}

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from rlhp_jax import validation as v
 from rlhp_jax.crowd.config import StorageConfig
-from rlhp_jax.crowd.retry import retry_call
+from rlhp_jax.crowd.retry import CrowdError, retry_call
 
 
 class ClipStorage(Protocol):
@@ -72,20 +72,46 @@ class S3Storage:
     return f"{self.prefix}/{os.path.basename(path)}"
 
   def put(self, path: str) -> str:
+    """Uploads unless the key already holds an object (a resumed batch uploads nothing
+    twice); transient errors are retried, others become one ``CrowdError`` line."""
     key = self.key_for(path)
-    retry_call(lambda: self.client.upload_file(
-        path, self.cfg.bucket, key, ExtraArgs={"ContentType": "video/mp4"}), what="S3 upload")
+    if self.exists(key):
+      return key
+    with open(path, "rb") as f:
+      body = f.read()
+    self._call("upload", lambda: self.client.put_object(
+        Bucket=self.cfg.bucket, Key=key, Body=body, ContentType="video/mp4"))
     return key
 
   def exists(self, key: str) -> bool:
     from botocore.exceptions import ClientError
+
+    def head():
+      try:
+        self.client.head_object(Bucket=self.cfg.bucket, Key=key)
+        return True
+      except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+          return False
+        raise
+    return self._call("head_object", head)
+
+  def check(self) -> None:
+    """Fails fast, before a run directory exists, if the bucket is missing or not ours."""
+    self._call("head_bucket", lambda: self.client.head_bucket(Bucket=self.cfg.bucket))
+
+  def _call(self, what: str, fn):
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
     try:
-      self.client.head_object(Bucket=self.cfg.bucket, Key=key)
-      return True
+      return retry_call(fn, what=f"S3 {what}")
+    except NoCredentialsError:
+      raise CrowdError(f"S3 {what}: no credentials; export AWS_ACCESS_KEY_ID and "
+                       "AWS_SECRET_ACCESS_KEY") from None
     except ClientError as e:
-      if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-        return False
-      raise
+      raise CrowdError(f"S3 {what} (bucket {self.cfg.bucket!r}): {_s3_problem(e)}") from None
+    except BotoCoreError as e:
+      raise CrowdError(f"S3 {what} (bucket {self.cfg.bucket!r}): {e}; check "
+                       "storage.endpoint_url and storage.region") from None
 
   def url(self, key: str) -> str:
     if self.cfg.public_base_url:
@@ -93,6 +119,26 @@ class S3Storage:
     return self.client.generate_presigned_url(
         "get_object", Params={"Bucket": self.cfg.bucket, "Key": key},
         ExpiresIn=self.cfg.presign_expiry_s)
+
+
+_S3_FIXES = {
+    "NoSuchBucket": "the bucket does not exist; create it or fix storage.bucket",
+    "404": "the bucket does not exist; create it or fix storage.bucket",
+    "AccessDenied": "access denied; give the key's user s3:PutObject/GetObject on the bucket",
+    "403": "access denied; check the keys and the bucket policy (s3:PutObject, s3:GetObject)",
+    "InvalidAccessKeyId": "the access key id is unknown; export a valid AWS_ACCESS_KEY_ID",
+    "SignatureDoesNotMatch": "the secret key does not match; export the right "
+                             "AWS_SECRET_ACCESS_KEY",
+    "ExpiredToken": "the session token expired; export fresh credentials",
+    "PermanentRedirect": "the bucket is in another region; set storage.region",
+    "301": "the bucket is in another region; set storage.region",
+    "400": "the request was refused (400); check storage.region and storage.endpoint_url",
+}
+
+
+def _s3_problem(error) -> str:
+  code = str(error.response.get("Error", {}).get("Code", ""))
+  return _S3_FIXES.get(code, f"{code or 'error'}: {error.response.get('Error', {}).get('Message', error)}")
 
 
 def make_s3_client(cfg: StorageConfig):

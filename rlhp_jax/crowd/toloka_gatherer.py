@@ -8,12 +8,31 @@ Per batch (one iteration of the loop), as the seed post does by hand, made crash
     -> aggregate (crowd-kit) -> P(left) per pair; pairs with only "failed to load" answers are
        asked again in a fresh pool (``toloka.requeue_rounds`` times), then dropped and counted.
 
-Never lose or re-buy a label: every raw answer goes to ``labels/labels.jsonl`` (fsynced) before
-it is aggregated; the cloned pool's id is recorded before any task is created in it; on restart
-the gatherer finds the pool of the interrupted iteration in the store, lists the tasks already
-in it (a task's pair is read from its clip URL) and creates only the missing ones, and never
-opens a pool again once it was opened. Transient errors (network, 429, 5xx) are retried with
-backoff; a bad token or a missing pool raises ``CrowdError`` with what to do.
+Never pay twice, never lose a label. Every step is recorded in the label store
+(``labels/labels.jsonl``, fsynced) *before* the action it protects, so a restart (``--resume``)
+knows what Toloka may already have done:
+
+    pairs_asked       the iteration's pairs and their fingerprints (a hash of their states); a
+                      resume that recomputes different pairs stops instead of attaching old
+                      answers to new clips
+    clone_requested   before cloning: a resume that finds no ``pool_cloned`` archives the
+                      unrecorded clone (never opened, no tasks) instead of leaving it
+    pool_cloned       the pool's id, before anything is put in it
+    tasks_requested   the operation id of the task creation, derived from (pool, iteration,
+                      round), before the request: a retry or a resume re-sends the *same*
+                      operation id, and Toloka answers the existing operation instead of
+                      creating the tasks again
+    tasks_created     the task ids, once the operation finished
+    pool_opened       the pool is never opened twice; waiting resumes on it
+    pool_timed_out    closed by us after ``toloka.timeout_s``; answers of pages already taken
+                      are still downloaded until no assignment is active
+    pool_closed       done, with Toloka's close reason (a pool closed for lack of balance or a
+                      blocked account stops the run with that reason)
+
+Every raw answer is appended before it is aggregated. Transient errors (network, 429, 5xx) are
+retried with backoff for ``toloka.retry_budget_s``; polls of an open pool ride out outages of
+``toloka.outage_timeout_s``; anything retrying cannot fix raises ``CrowdError`` with one line
+saying what to do. The progress bar's analytics never stop a run.
 
 The Toloka token comes from ``TOLOKA_TOKEN`` only; it is held by the client object and written
 nowhere. Clip URLs (which may be presigned) are not written to the run directory either.
@@ -21,18 +40,20 @@ nowhere. Clip URLs (which may be presigned) are not written to the run directory
 
 from __future__ import annotations
 
+import datetime
 import os
 import posixpath
 import sys
 import time
 import urllib.parse
+import uuid
 
 import numpy as np
 
-from rlhp_jax import label_store, render, validation
+from rlhp_jax import faults, label_store, render, validation
 from rlhp_jax.crowd import aggregate
 from rlhp_jax.crowd.config import TOKEN_ENV
-from rlhp_jax.crowd.retry import retry_call
+from rlhp_jax.crowd.retry import CrowdError, RetriesExhausted, describe, is_transient, retry_call
 from rlhp_jax.crowd.storage import make_storage
 from rlhp_jax.envs import hopper
 
@@ -42,10 +63,20 @@ INPUT_LEFT, INPUT_RIGHT = "video1", "video2"
 TOLOKA_ANSWERS = {"left": label_store.LEFT, "right": label_store.RIGHT,
                   "error": label_store.FAILED}
 """Output values of the seed's interface -> label-store answers ("error" = failed to load)."""
-
-
-class CrowdError(RuntimeError):
-  """A crowd-side problem retrying cannot fix; the message says what to do."""
+OPERATION_NAMESPACE = uuid.UUID("6b1f9a52-3f0c-4d4e-9a57-2f1d0c7e8b10")
+"""uuid5 namespace of this project's task-creation operation ids."""
+CLOSE_REASONS = {
+    "MANUAL": "closed by hand (web interface or another program)",
+    "EXPIRED": "its expiry date passed; move the base pool's will_expire later",
+    "NOT_ENOUGH_BALANCE": "the account's balance ran out; top it up, then resume",
+    "ASSIGNMENTS_LIMIT_EXCEEDED": "the pool reached Toloka's assignment limit",
+    "BLOCKED": "the requester account is blocked; contact Toloka support, then resume",
+    "FOR_UPDATE": "closed for an update by hand",
+}
+STOPPING_REASONS = ("NOT_ENOUGH_BALANCE", "BLOCKED")
+"""Close reasons after which every later pool would close the same way: the run stops."""
+ORPHAN_WINDOW_S = 300.0
+"""A clone created up to this long before its ``clone_requested`` record (clock skew) counts."""
 
 
 def token_from_env() -> str:
@@ -53,6 +84,9 @@ def token_from_env() -> str:
   validation.require(bool(token), TOKEN_ENV,
                      "is not set; export TOLOKA_TOKEN=<your OAuth token> (Toloka: Profile -> "
                      "Integrations). It is read from the environment only, never from a config")
+  validation.require(token.isascii() and token.isprintable() and " " not in token, TOKEN_ENV,
+                     "holds non-ASCII, space or control characters (a copy-paste artefact?); "
+                     "export the token exactly as Toloka shows it")
   return token
 
 
@@ -71,34 +105,69 @@ def pair_of_url(url: str) -> str | None:
   return None
 
 
+def operation_id(pool_id: str, iteration: int, round_: int) -> str:
+  """The task-creation operation id of one pool: the same on every retry and resume."""
+  return str(uuid.uuid5(OPERATION_NAMESPACE, f"tasks/{pool_id}/{iteration}/{round_}"))
+
+
+def translate(what: str, error: BaseException) -> BaseException:
+  """A Toloka client error retrying cannot fix -> one ``CrowdError`` line (others unchanged)."""
+  from toloka.client import exceptions as tex
+  if isinstance(error, tex.AuthenticationApiError):
+    return CrowdError(f"toloka {what}: the token was rejected (bad or expired); export a "
+                      f"fresh {TOKEN_ENV}")
+  if isinstance(error, tex.AccessDeniedApiError):
+    return CrowdError(f"toloka {what}: access denied; the token's account does not own this "
+                      "project/pool")
+  if isinstance(error, tex.DoesNotExistApiError):
+    return CrowdError(f"toloka {what}: not found; check toloka.base_pool_id / project_id "
+                      "(rlhp-jax toloka setup prints them)")
+  if isinstance(error, tex.ApiError) and not is_transient(error):
+    message = " ".join(str(error.message or error.code).split())
+    payload = " ".join(str(error.payload).split())[:300] if error.payload else ""
+    hint = ("the pool or project was changed by hand (web interface?); re-run 'rlhp-jax toloka "
+            "setup' or fix it there, then resume" if error.status_code == 409 else
+            "check that the project was made by 'rlhp-jax toloka setup' for this config")
+    return CrowdError(f"toloka {what}: Toloka refused it ({error.status_code} {error.code}: "
+                      f"{message}{'; ' + payload if payload else ''}); {hint}")
+  return error
+
+
 class TolokaGatherer:
   """Labels pairs with Toloka crowd workers; see the module docstring."""
 
   def __init__(self, cfg, run_dir: str, client=None, storage=None, log=print,
-               sleep=time.sleep):
+               sleep=time.sleep, clock=time.time):
     cfg.toloka.check_ready()
     cfg.storage.check_ready()
     self.cfg, self.tcfg = cfg, cfg.toloka
     self.run_dir = run_dir
     self.client = client if client is not None else make_client(cfg.toloka.url, token_from_env())
     self.storage = storage or make_storage(cfg.storage, run_dir, os.path.basename(run_dir))
-    self.store = label_store.LabelStore(run_dir)
+    self.store = label_store.LabelStore(run_dir, warn=log)
     self.clip_dir = os.path.join(run_dir, "clips")
-    self.log, self.sleep = log, sleep
+    self.log, self.sleep, self.clock = log, sleep, clock
     self.stats = {"skipped_no_answer": 0, "dropped_failed_to_load": 0, "unknown_answers": 0}
+    self._progress_failed = False
 
   # -- the Gatherer interface ---------------------------------------------------------------
   def label(self, query: dict, iteration: int):
     mask = np.asarray(query["mask"])
-    clips = render.render_pairs(hopper.ASSET, query, iteration, self.clip_dir, self.cfg.clips,
-                                self.cfg.env.dt)
-    keys = {c["pair_id"]: (self.storage.put(c["left"]), self.storage.put(c["right"]))
-            for c in clips}
-    todo = [c["pair_id"] for c in clips if not self._usable(c["pair_id"], iteration)]
+    label = np.zeros(mask.shape, np.float32)
+    valid = np.zeros(mask.shape, bool)
+    if self.store.last_event("iteration_dropped", iteration=iteration) is not None:
+      self._close_open_pools(iteration)
+      self.log(f"toloka: iteration {iteration}: its pairs were dropped (rlhp-jax labels "
+               "drop-iteration); training on none of them")
+      return label, valid
+    fingerprints = label_store.query_fingerprints(query, iteration)
+    self._check_fingerprints(iteration, fingerprints)
+    todo = [pid for pid in fingerprints if not self._usable(pid, iteration)]
+    keys = self._upload(query, iteration, todo)
     for round_ in range(self.tcfg.requeue_rounds + 1):
       if not todo:
         break
-      self._run_pool(iteration, round_, todo, keys)
+      self._run_pool(iteration, round_, todo, keys, fingerprints)
       answers = self.store.answers(iteration=iteration, source=SOURCE)
       failed = aggregate.only_failed(answers)
       todo = [pid for pid in todo if pid in failed]
@@ -107,13 +176,12 @@ class TolokaGatherer:
     answers = self.store.answers(iteration=iteration, source=SOURCE)
     probs = aggregate.preference_probabilities(answers, self.tcfg.aggregator,
                                                self.tcfg.soft_labels)
-    label = np.zeros(mask.shape, np.float32)
-    valid = np.zeros(mask.shape, bool)
-    for c in clips:
-      if c["pair_id"] in probs:
-        label[c["pair"]], valid[c["pair"]] = probs[c["pair_id"]], True
-    dropped = len(aggregate.only_failed(answers) & set(keys))
-    unanswered = sum(1 for pid in keys if pid not in probs) - dropped
+    for pid in fingerprints:
+      if pid in probs:
+        i = int(pid.rsplit("-p", 1)[1])
+        label[i], valid[i] = probs[pid], True
+    dropped = len(aggregate.only_failed(answers) & set(fingerprints))
+    unanswered = sum(1 for pid in fingerprints if pid not in probs) - dropped
     self.stats["dropped_failed_to_load"] += dropped
     self.stats["skipped_no_answer"] += unanswered
     if dropped or unanswered:
@@ -125,107 +193,307 @@ class TolokaGatherer:
     return any(a["answer"] in (label_store.LEFT, label_store.RIGHT)
                for a in self.store.answers(iteration=iteration, pair_id=pid))
 
-  # -- one pool -------------------------------------------------------------------------------
-  def _call(self, what, fn):
-    from toloka.client import exceptions as tex
-    try:
-      return retry_call(fn, what=f"toloka {what}")
-    except tex.AuthenticationApiError as e:
-      raise CrowdError(f"toloka {what}: the token was rejected (bad or expired); export a "
-                       f"fresh {TOKEN_ENV}") from e
-    except tex.AccessDeniedApiError as e:
-      raise CrowdError(f"toloka {what}: access denied; the token's account does not own this "
-                       "project/pool") from e
-    except tex.DoesNotExistApiError as e:
-      raise CrowdError(f"toloka {what}: not found; check toloka.base_pool_id / project_id "
-                       "(rlhp-jax toloka setup prints them)") from e
+  def _check_fingerprints(self, iteration: int, fingerprints: dict) -> None:
+    """Records the iteration's pairs the first time; afterwards a recomputed query must ask
+    for the very same pairs, or its stored tasks and answers belong to other clips."""
+    asked = self.store.last_event("pairs_asked", iteration=iteration)
+    if asked is None:
+      self.store.add_event("pairs_asked", iteration=iteration, fingerprints=fingerprints)
+      return
+    stored = asked["fingerprints"]
+    for pid in sorted(set(stored) | set(fingerprints)):
+      if stored.get(pid) != fingerprints.get(pid):
+        raise CrowdError(
+            f"toloka: iteration {iteration}: pair {pid} is not the pair its stored tasks and "
+            f"answers were made for (fingerprint {fingerprints.get(pid)} here, "
+            f"{stored.get(pid)} when asked): the query was recomputed differently (another "
+            "machine or XLA build?). Resume where the run started, or drop that iteration's "
+            f"pairs: rlhp-jax labels drop-iteration {self.run_dir} {iteration}")
 
-  def _run_pool(self, iteration: int, round_: int, pair_ids: list[str], keys: dict) -> None:
+  def _upload(self, query: dict, iteration: int, pair_ids: list[str]) -> dict:
+    """Renders and stores the clips of ``pair_ids``; returns {pair_id: (left key, right
+    key)}. Clips already rendered or uploaded (a resumed batch) are not done again."""
+    if not pair_ids:
+      return {}
+    only = np.zeros(np.shape(query["mask"]), bool)
+    only[[int(pid.rsplit("-p", 1)[1]) for pid in pair_ids]] = True
+    clips = render.render_pairs(hopper.ASSET, {"pairs": query["pairs"], "mask": only},
+                                iteration, self.clip_dir, self.cfg.clips, self.cfg.env.dt)
+    return {c["pair_id"]: (self.storage.put(c["left"]), self.storage.put(c["right"]))
+            for c in clips}
+
+  # -- calls ----------------------------------------------------------------------------------
+  def _call(self, what, fn):
+    """``fn()`` with retries of transient errors; other client errors become one line."""
+    try:
+      return retry_call(fn, what=f"toloka {what}", budget_s=self.tcfg.retry_budget_s,
+                        sleep=self.sleep)
+    except Exception as e:  # noqa: BLE001 - translated below
+      translated = translate(what, e)
+      if translated is e:
+        raise
+      raise translated from e
+
+  def _wait_operation(self, op, what, max_polls: int | None = None):
+    """Polls an operation until it finishes (or ``max_polls`` polls: then None)."""
+    polls = 0
+    while op is not None and not op.is_completed():
+      if max_polls is not None and polls >= max_polls:
+        return None
+      self.sleep(min(self.tcfg.poll_interval_s, 1.0))
+      op_id = op.id
+      op = self._call(what, lambda: self.client.get_operation(op_id))
+      polls += 1
+    return op
+
+  # -- one pool -------------------------------------------------------------------------------
+  def _run_pool(self, iteration: int, round_: int, pair_ids: list[str], keys: dict,
+                fingerprints: dict) -> None:
     where = {"iteration": iteration, "round": round_}
     cloned = self.store.last_event("pool_cloned", **where)
     if cloned is None:
-      pool = self._call("clone_pool", lambda: self.client.clone_pool(self.tcfg.base_pool_id))
-      # Recorded before any task exists: a restart re-attaches here instead of paying twice.
-      self.store.add_event("pool_cloned", pool_id=pool.id, **where)
-      pool_id = pool.id
+      pool_id = self._clone(where)
     else:
       pool_id = cloned["pool_id"]
       self.log(f"toloka: re-attaching to pool {pool_id} (iteration {iteration})")
-      pool = self._call("get_pool", lambda: self.client.get_pool(pool_id))
-    opened = self.store.last_event("pool_opened", pool_id=pool_id) is not None
-    if not opened:
+    if self.store.last_event("pool_opened", pool_id=pool_id) is None:
       if self.store.last_event("pool_configured", pool_id=pool_id) is None:
-        pool.set_mixer_config(real_tasks_count=self.tcfg.tasks_per_page,
-                              golden_tasks_count=0, training_tasks_count=0)
-        pool.private_name = f"{os.path.basename(self.run_dir)} iteration {iteration}" + (
-            f" retry {round_}" if round_ else "")
-        pool.defaults = type(pool).Defaults(
-            default_overlap_for_new_tasks=self.tcfg.overlap,
-            default_overlap_for_new_task_suites=self.tcfg.overlap)
-        self._call("update_pool", lambda: self.client.update_pool(pool_id, pool))
+        self._configure(pool_id, iteration, round_)
         self.store.add_event("pool_configured", pool_id=pool_id, **where)
-      self._create_missing_tasks(pool_id, pair_ids, keys, where)
-      self._call("open_pool", lambda: self.client.open_pool(pool_id))
+      self._create_tasks(pool_id, pair_ids, keys, fingerprints, where)
+      faults.kill_point("toloka:open_pool:before")
+      op = self._call("open_pool", lambda: self.client.open_pool_async(pool_id))
+      self._wait_operation(op, "open_pool")
       self.store.add_event("pool_opened", pool_id=pool_id, pairs=len(pair_ids), **where)
-    self._wait(pool_id, iteration)
+    self._wait(pool_id, iteration, where)
 
-  def _create_missing_tasks(self, pool_id, pair_ids, keys, where) -> None:
+  def _clone(self, where: dict) -> str:
+    """Clones the base pool; an unrecorded clone of an interrupted attempt is archived."""
+    base_id = self.tcfg.base_pool_id
+    requested = self.store.last_event("clone_requested", **where)
+    if requested is not None:
+      self._archive_orphans(requested["time"], keep=None)
+    requested = self.store.add_event("clone_requested", base_pool_id=base_id, **where)
+    retried = []
+
+    def clone():
+      faults.kill_point("toloka:clone:before")
+      op = self.client.clone_pool_async(base_id)
+      faults.kill_point("toloka:clone:after")
+      return op
+
+    try:
+      op = retry_call(clone, what="toloka clone_pool", budget_s=self.tcfg.retry_budget_s,
+                      sleep=self.sleep, on_retry=retried.append)
+    except Exception as e:  # noqa: BLE001
+      translated = translate("clone_pool", e)
+      if translated is e:
+        raise
+      raise translated from e
+    op = self._wait_operation(op, "clone_pool")
+    pool_id = str(op.details.pool_id)
+    self.store.add_event("pool_cloned", pool_id=pool_id, **where)
+    if retried:  # a clone request that failed on the way back may still have cloned
+      self._archive_orphans(requested["time"], keep=pool_id)
+    return pool_id
+
+  def _archive_orphans(self, since: float, keep: str | None) -> None:
+    """Archives clones of the base pool made since ``since`` that this run never recorded:
+    still named as the base pool, never opened, no tasks. Never touches a recorded pool."""
+    base = self._call("get_pool", lambda: self.client.get_pool(self.tcfg.base_pool_id))
+    known = {e["pool_id"] for e in self.store.events("pool_cloned")}
+    after = datetime.datetime.fromtimestamp(since - ORPHAN_WINDOW_S, datetime.timezone.utc)
+    candidates = self._call("find_pools", lambda: list(self.client.get_pools(
+        project_id=base.project_id, status="CLOSED", created_gte=after)))
+    for pool in candidates:
+      if (pool.id in known or pool.id in (keep, base.id)
+          or pool.private_name != base.private_name or pool.last_started is not None):
+        continue
+      pool_id = pool.id
+      has_tasks = self._call("find_tasks", lambda: self.client.find_tasks(
+          pool_id=pool_id, limit=1)).items
+      if has_tasks:
+        continue
+      op = self._call("archive_pool", lambda: self.client.archive_pool_async(pool_id))
+      self._wait_operation(op, "archive_pool")
+      self.store.add_event("orphan_archived", pool_id=pool_id)
+      self.log(f"toloka: archived pool {pool_id}, an unrecorded clone of an interrupted run "
+               "(never opened, no tasks)")
+
+  def _configure(self, pool_id: str, iteration: int, round_: int) -> None:
+    pool = self._call("get_pool", lambda: self.client.get_pool(pool_id))
+    pool.set_mixer_config(real_tasks_count=self.tcfg.tasks_per_page,
+                          golden_tasks_count=0, training_tasks_count=0)
+    pool.private_name = f"{os.path.basename(self.run_dir)} iteration {iteration}" + (
+        f" retry {round_}" if round_ else "")
+    pool.defaults = type(pool).Defaults(
+        default_overlap_for_new_tasks=self.tcfg.overlap,
+        default_overlap_for_new_task_suites=self.tcfg.overlap)
+    self._call("update_pool", lambda: self.client.update_pool(pool_id, pool))
+
+  def _create_tasks(self, pool_id, pair_ids, keys, fingerprints, where) -> None:
+    """One idempotent task-creation operation per pool (see the module docstring)."""
     import toloka.client as toloka
-    existing = {pair_of_url(t.input_values.get(INPUT_LEFT, ""))
-                for t in self._call("get_tasks", lambda: list(self.client.get_tasks(
-                    pool_id=pool_id)))}
-    missing = [pid for pid in pair_ids if pid not in existing]
-    if not missing:
+    if self.store.last_event("tasks_created", pool_id=pool_id) is not None:
       return
+    requested = self.store.last_event("tasks_requested", pool_id=pool_id)
+    if requested is None:
+      requested = self.store.add_event(
+          "tasks_requested", pool_id=pool_id, pairs=list(pair_ids),
+          operation_id=operation_id(pool_id, where["iteration"], where["round"]),
+          fingerprints={pid: fingerprints[pid] for pid in pair_ids}, **where)
+    pairs, op_id = requested["pairs"], requested["operation_id"]
+    missing = [pid for pid in pairs if pid not in keys]
+    if missing:
+      raise CrowdError(f"toloka: pool {pool_id}: pairs {missing} were requested but have no "
+                       "clips now; drop the iteration: rlhp-jax labels drop-iteration "
+                       f"{self.run_dir} {where['iteration']}")
     tasks = [toloka.Task(pool_id=pool_id, overlap=self.tcfg.overlap,
                          input_values={INPUT_LEFT: self.storage.url(keys[pid][0]),
                                        INPUT_RIGHT: self.storage.url(keys[pid][1])})
-             for pid in missing]
-    result = self._call("create_tasks", lambda: self.client.create_tasks(
-        tasks, allow_defaults=True, open_pool=False, skip_invalid_items=False))
-    self.store.add_event("tasks_created", pool_id=pool_id, pairs=missing,
-                         task_ids=[t.id for t in result.items.values()], **where)
-    if result.validation_errors:
-      raise CrowdError(f"toloka create_tasks: {len(result.validation_errors)} task(s) rejected "
-                       f"({result.validation_errors}); does the project's input spec have "
-                       f"{INPUT_LEFT!r} and {INPUT_RIGHT!r} URL fields?")
+             for pid in pairs]
 
-  def _wait(self, pool_id: str, iteration: int) -> None:
-    """Polls until the pool closes (or times out), storing answers as they arrive."""
-    start = time.monotonic()
-    while True:
-      pool = self._call("get_pool", lambda: self.client.get_pool(pool_id))
+    def create():
+      faults.kill_point("toloka:create_tasks:before")
+      op = self.client.create_tasks_async(
+          tasks, operation_id=uuid.UUID(op_id), allow_defaults=True, open_pool=False,
+          skip_invalid_items=False)
+      faults.kill_point("toloka:create_tasks:after")
+      return op
+
+    op = self._wait_operation(self._call("create_tasks", create), "create_tasks")
+    if str(getattr(op.status, "value", op.status)) != "SUCCESS":
+      log = self._call("get_operation_log", lambda: self.client.get_operation_log(op.id))
+      errors = [item.output for item in log if not item.success][:3]
+      raise CrowdError(f"toloka create_tasks: Toloka rejected the tasks ({errors}); does the "
+                       f"project's input spec have {INPUT_LEFT!r} and {INPUT_RIGHT!r} URL "
+                       "fields? (rlhp-jax toloka setup makes such a project)")
+    by_pair: dict[str, list[str]] = {}
+    for task in self._call("get_tasks", lambda: list(self.client.get_tasks(pool_id=pool_id))):
+      by_pair.setdefault(pair_of_url(task.input_values.get(INPUT_LEFT, "")), []).append(task.id)
+    absent = [pid for pid in pairs if pid not in by_pair]
+    if absent:
+      raise CrowdError(f"toloka: pool {pool_id}: operation {op_id} finished but pairs {absent} "
+                       "have no task; check the pool in Toloka's web interface")
+    self.store.add_event("tasks_created", pool_id=pool_id, pairs=pairs, operation_id=op_id,
+                         task_ids=[by_pair[pid][0] for pid in pairs], **where)
+
+  # -- waiting --------------------------------------------------------------------------------
+  def _wait(self, pool_id: str, iteration: int, where: dict) -> None:
+    """Polls until the pool closes (or times out, then is closed by us), storing answers as
+    they arrive; then drains late answers of pages already taken."""
+    if self.store.last_event("pool_closed", pool_id=pool_id) is not None:
       self._download(pool_id, iteration)
+      return
+    opened = self.store.last_event("pool_opened", pool_id=pool_id)
+    deadline = opened["time"] + self.tcfg.timeout_s
+    timed_out = self.store.last_event("pool_timed_out", pool_id=pool_id)
+    reason, start = None, self.clock()
+    outage_since = None
+    while timed_out is None:
+      try:
+        pool = self._poll_once(pool_id, iteration)
+      except Exception as e:  # noqa: BLE001 - transient ones are ridden out
+        if not is_transient(e):
+          translated = translate("get_pool", e)
+          if translated is e:
+            raise
+          raise translated from e
+        outage_since = self.clock() if outage_since is None else outage_since
+        lasted = self.clock() - outage_since
+        if lasted > self.tcfg.outage_timeout_s:
+          raise RetriesExhausted(
+              f"toloka: polling pool {pool_id} failed for {lasted:.0f}s ({describe(e)}); "
+              "check the network and Toloka's status, then resume the run") from e
+        self.log(f"toloka: poll of pool {pool_id} failed ({describe(e)}); outage "
+                 f"{lasted:.0f}s so far, next try in {self.tcfg.poll_interval_s:g}s")
+        self.sleep(self.tcfg.poll_interval_s)
+        continue
+      outage_since = None
       if pool.is_closed():
+        reason = str(getattr(pool.last_close_reason, "value", pool.last_close_reason))
         break
-      if time.monotonic() - start > self.tcfg.timeout_s:
+      if self.clock() > deadline:
         self.log(f"toloka: pool {pool_id} still open after {self.tcfg.timeout_s:.0f}s; "
                  "closing it and going on with the answers so far")
-        self._call("close_pool", lambda: self.client.close_pool(pool_id))
+        op = self._call("close_pool", lambda: self.client.close_pool_async(pool_id))
+        self._wait_operation(op, "close_pool")
+        timed_out = self.store.add_event("pool_timed_out", pool_id=pool_id, **where)
         break
       self._progress(pool_id, start)
       self.sleep(self.tcfg.poll_interval_s)
+    if timed_out is not None or reason != "COMPLETED":
+      self._drain(pool_id, iteration, timed_out["time"] if timed_out else self.clock())
     self._download(pool_id, iteration)
+    reason = reason or "TIMED_OUT"
+    self.store.add_event("pool_closed", pool_id=pool_id, reason=reason, **where)
     n = len(self.store.answers(iteration=iteration, source=SOURCE))
-    self.log(f"toloka: pool {pool_id} closed; {n} answer(s) stored for iteration {iteration}")
+    if reason in CLOSE_REASONS:
+      why = CLOSE_REASONS[reason]
+      if reason in STOPPING_REASONS:
+        raise CrowdError(f"toloka: pool {pool_id} was closed by Toloka: {reason} ({why}); the "
+                         f"{n} answer(s) so far are stored")
+      self.log(f"toloka: pool {pool_id} was closed: {reason} ({why}); going on with {n} "
+               "answer(s)")
+    else:
+      self.log(f"toloka: pool {pool_id} closed ({reason}); {n} answer(s) stored for "
+               f"iteration {iteration}")
+
+  def _poll_once(self, pool_id: str, iteration: int):
+    pool = self.client.get_pool(pool_id)
+    self._download(pool_id, iteration, retry=False)
+    return pool
+
+  def _drain(self, pool_id: str, iteration: int, closed_at: float) -> None:
+    """After a pool closed for any reason but completion: workers who took a page before may
+    still submit it (and are paid); download until no assignment is active, or until the
+    assignment duration has passed since the close."""
+    pool = self._call("get_pool", lambda: self.client.get_pool(pool_id))
+    limit = closed_at + float(pool.assignment_max_duration_seconds or 0) + 60.0
+    while True:
+      self._download(pool_id, iteration)
+      active = self._call("find_assignments", lambda: self.client.find_assignments(
+          pool_id=pool_id, status="ACTIVE", limit=1)).items
+      if not active:
+        return
+      if self.clock() > limit:
+        self.log(f"toloka: pool {pool_id}: assignments still active "
+                 f"{self.clock() - closed_at:.0f}s after closing; going on without them")
+        return
+      self.sleep(self.tcfg.poll_interval_s)
+
+  def _close_open_pools(self, iteration: int) -> None:
+    for event in self.store.events("pool_opened", iteration=iteration):
+      pool_id = event["pool_id"]
+      if self.store.last_event("pool_closed", pool_id=pool_id) is None:
+        op = self._call("close_pool", lambda: self.client.close_pool_async(pool_id))
+        self._wait_operation(op, "close_pool")
+        self._download(pool_id, iteration)
+        self.store.add_event("pool_closed", pool_id=pool_id, reason="DROPPED",
+                             iteration=iteration, round=event.get("round"))
 
   def _progress(self, pool_id: str, start: float) -> None:
+    """One progress line from the pool's completion analytics; never stops the run."""
     from toloka.client.analytics_request import CompletionPercentagePoolAnalytics
-    op = self._call("analytics", lambda: self.client.get_analytics(
-        [CompletionPercentagePoolAnalytics(subject_id=pool_id)]))
-    op = self._call("analytics", lambda: self.client.wait_operation(op))
     try:
+      op = self.client.get_analytics([CompletionPercentagePoolAnalytics(subject_id=pool_id)])
+      op = self._wait_operation(op, "analytics", max_polls=3)
       percent = float(op.details["value"][0]["result"]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
+    except Exception as e:  # noqa: BLE001 - only the progress bar is lost
+      if not self._progress_failed:
+        self.log(f"toloka: progress unavailable ({describe(e)}); still waiting for answers")
+      self._progress_failed = True
       return
+    self._progress_failed = False
     filled = int(percent / 5)
     self.log(f"toloka: pool {pool_id} [{'#' * filled}{'.' * (20 - filled)}] {percent:5.1f}% "
-             f"({time.monotonic() - start:.0f}s)")
+             f"({self.clock() - start:.0f}s)")
 
-  def _download(self, pool_id: str, iteration: int) -> int:
+  def _download(self, pool_id: str, iteration: int, retry: bool = True) -> int:
     """Stores every submitted/accepted answer of the pool (idempotent); returns new ones."""
-    assignments = self._call("get_assignments", lambda: list(self.client.get_assignments(
-        pool_id=pool_id, status=["SUBMITTED", "ACCEPTED"])))
+    fetch = lambda: list(self.client.get_assignments(  # noqa: E731
+        pool_id=pool_id, status=["SUBMITTED", "ACCEPTED"]))
+    assignments = self._call("get_assignments", fetch) if retry else fetch()
     records = []
     for a in assignments:
       for i, (task, solution) in enumerate(zip(a.tasks, a.solutions or [])):
@@ -234,13 +502,20 @@ class TolokaGatherer:
         if pid is None or raw not in TOLOKA_ANSWERS:
           self.stats["unknown_answers"] += 1
           continue
+        answer_id = f"{a.id}/{task.id or i}"
+        if self.store.has_answer(answer_id):
+          continue
         submitted = a.submitted or a.created
         records.append(dict(
-            answer_id=f"{a.id}/{task.id or i}", pair_id=pid, iteration=iteration,
+            answer_id=answer_id, pair_id=pid, iteration=iteration,
             pair=int(pid.rsplit("-p", 1)[1]), answer=TOLOKA_ANSWERS[raw], worker=a.user_id,
             source=SOURCE, time_s=submitted.timestamp() if submitted else None,
             pool_id=pool_id, task_id=task.id, assignment_id=a.id, raw=raw))
-    return self.store.add_answers(records)
+    half = len(records) // 2
+    new = self.store.add_answers(records[:half])
+    if records:
+      faults.kill_point("download:half")
+    return new + self.store.add_answers(records[half:])
 
   def close(self) -> None:
     if any(self.stats.values()):
