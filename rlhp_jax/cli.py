@@ -4,21 +4,30 @@
     rlhp-jax train --resume runs/hopper_synthetic-20261123-101500
     rlhp-jax render RUN_DIR
     rlhp-jax toloka setup experiments/hopper_backflip_toloka.py
+    rlhp-jax labels drop-iteration RUN_DIR ITERATION
 
-Any config field can be overridden with ``--section.field value`` (parsed by tyro). A bad field
-prints one line naming it and exits with status 2.
+Any config field can be overridden with ``--section.field value`` (parsed by tyro).
+
+Exit status: 0 done; 2 bad input (a config field, an experiment or run file, a credential: one
+line naming it and the fix, and nothing is created); 3 a remote service or the disk failed in a
+way retrying did not fix (one line; the run can be resumed); 4 the run directory is in use by
+another process; 130 interrupted. A process that trains or labels in a run directory holds its
+lock (``run_lock``) from before its first write.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import io
 import json
 import os
+import re
 import sys
 
-from rlhp_jax import validation
+from rlhp_jax import run_lock, validation
 
 
 def _override(cfg, args):
@@ -26,20 +35,47 @@ def _override(cfg, args):
   if not args:
     return cfg
   import tyro
+  out = io.StringIO()
   try:
-    return tyro.cli(type(cfg), default=cfg, args=args, prog="rlhp-jax train EXPERIMENT",
-                    console_outputs=False)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+      return tyro.cli(type(cfg), default=cfg, args=args, prog="rlhp-jax train EXPERIMENT")
   except SystemExit as e:
-    unknown = " ".join(a for a in args if a.startswith("--"))
-    raise validation.ConfigError(
-        f"overrides: could not parse {unknown!r}; use --section.field value with fields from "
-        f"the experiment (e.g. --run.total-env-steps 100000); --help lists them") from e
+    raise validation.ConfigError(f"overrides: {_tyro_problem(out.getvalue(), args)}; use "
+                                 "--section.field value with fields of the experiment "
+                                 "(rlhp-jax train EXPERIMENT --help lists them)") from e
+
+
+def _tyro_problem(text: str, args) -> str:
+  """tyro's boxed error, as one line (e.g. "Error parsing --ppo.num-envs: invalid literal for
+  int() with base 10: 'abc'")."""
+  lines = [line.strip(" │─╭╮╰╯┃━┏┓┗┛|").strip() for line in text.splitlines()]
+  lines = [line for line in lines if line and not set(line) <= set("-─━")]
+  body = [line for line in lines[1:] if not line.startswith(("For full helptext", "Argument "
+                                                              "helptext", "See "))]
+  body = [line for line in body if not re.match(r"^--\S+ [A-Z{]", line) or "Perhaps" in line]
+  problem = " ".join(body[:4]) if body else ""
+  if not problem:
+    problem = "could not parse " + " ".join(a for a in args if a.startswith("--"))
+  return " ".join(problem.split())[:300]
 
 
 def make_run_dir(cfg, out_dir: str | None = None) -> str:
+  """A new run directory under ``--out`` (or ``run.out_dir``), locked for this process before
+  anything is written into it."""
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-  path = os.path.join(out_dir or cfg.run.out_dir, f"{cfg.name}-{stamp}")
-  os.makedirs(path, exist_ok=False)
+  parent = out_dir or cfg.run.out_dir
+  path = os.path.join(parent, f"{cfg.name}-{stamp}")
+  for n in range(2, 100):
+    if not os.path.exists(path):
+      break
+    path = os.path.join(parent, f"{cfg.name}-{stamp}-{n}")
+  try:
+    os.makedirs(path, exist_ok=False)
+  except OSError as e:
+    field = "--out" if out_dir else "run.out_dir"
+    raise validation.ConfigError(f"{field}: cannot create {path} ({e.strerror or e}); pass a "
+                                 "folder you can write to with --out DIR") from None
+  run_lock.lock(path)
   return path
 
 
@@ -48,10 +84,12 @@ def cmd_train(ns, rest) -> int:
   if ns.resume:
     run_dir = ns.resume
     config_path = os.path.join(run_dir, "config.json")
-    validation.require(os.path.exists(config_path), "--resume",
+    validation.require(os.path.isfile(config_path), "--resume",
                        f"{run_dir!r} has no config.json; pass a run directory made by 'train'")
-    cfg = experiment.load_experiment(config_path)
     validation.require(not rest, "--resume", "takes no overrides: the run keeps its config")
+    run_lock.lock(run_dir)
+    cfg = experiment.load_experiment(config_path)
+    check_label_source(cfg)
   else:
     validation.require(ns.experiment is not None, "experiment",
                        "missing; pass experiments/<name>.py (or --resume RUN_DIR)")
@@ -61,16 +99,13 @@ def cmd_train(ns, rest) -> int:
       tyro.cli(type(cfg), default=cfg, args=["--help"], prog="rlhp-jax train EXPERIMENT")
       return 0
     cfg = _override(experiment.load_experiment(ns.experiment), rest)
+    check_run_config(cfg)
     check_label_source(cfg)
     run_dir = make_run_dir(cfg, ns.out)
     experiment.save(cfg, os.path.join(run_dir, "config.json"))
   print(f"run directory: {run_dir}", flush=True)
   from rlhp_jax import loop, report
   if cfg.external_labels:
-    validation.require(cfg.reward_source == "preferences", "labels",
-                       f"{cfg.labels!r} needs reward_source='preferences'")
-    validation.require(cfg.run.num_seeds == 1, "run.num_seeds",
-                       "the external driver runs one seed; set --run.num-seeds 1")
     gatherer = make_gatherer(cfg, run_dir)
     summary = loop.train_external(cfg, run_dir, gatherer, resume=bool(ns.resume))
   else:
@@ -85,13 +120,43 @@ def cmd_train(ns, rest) -> int:
   return 0
 
 
+def check_run_config(cfg) -> None:
+  """What the drivers need of a config, checked before a run directory exists."""
+  if cfg.external_labels:
+    validation.require(cfg.reward_source == "preferences", "labels",
+                       f"{cfg.labels!r} needs reward_source='preferences'")
+    validation.require(cfg.run.num_seeds == 1, "run.num_seeds",
+                       "the external driver runs one seed; set --run.num-seeds 1")
+
+
 def check_label_source(cfg) -> None:
-  """What a crowd run needs (ids, bucket, token) is checked before a run directory exists."""
+  """What a crowd or human run needs (ids, token, S3 credentials and bucket, a free port) is
+  checked before a run directory exists: a bad one is a config error, and nothing is made."""
   if cfg.labels == "toloka":
-    from rlhp_jax.crowd.toloka_gatherer import token_from_env
+    from rlhp_jax.crowd import storage as clip_storage
+    from rlhp_jax.crowd import toloka_gatherer
+    from rlhp_jax.crowd.retry import CrowdError
     cfg.toloka.check_ready()
     cfg.storage.check_ready()
-    token_from_env()
+    token = toloka_gatherer.token_from_env()
+    try:
+      if cfg.storage.kind == "s3":
+        clip_storage.S3Storage(cfg.storage, "preflight").check()
+      client = toloka_gatherer.make_client(cfg.toloka.url, token)
+      toloka_gatherer.preflight(client, cfg.toloka)
+    except CrowdError as e:
+      raise validation.ConfigError(str(e)) from None
+  elif cfg.labels == "human" and cfg.human.port:
+    import socket
+    family = socket.AF_INET6 if ":" in cfg.human.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+      try:
+        probe.bind((cfg.human.host, cfg.human.port))
+      except OSError as e:
+        raise validation.ConfigError(
+            f"human.port: cannot listen on {cfg.human.host}:{cfg.human.port} "
+            f"({e.strerror or e}); pass another with --human.port, or 0 for any free port") \
+            from None
 
 
 def make_gatherer(cfg, run_dir):
@@ -107,11 +172,12 @@ def make_gatherer(cfg, run_dir):
   return loop.SyntheticGatherer(cfg.teacher)
 
 
-def _crowd_errors():
-  """Errors of remote labelling services that are reported in one line, not a traceback."""
-  from rlhp_jax.crowd.retry import RetriesExhausted
-  from rlhp_jax.crowd.toloka_gatherer import CrowdError
-  return (CrowdError, RetriesExhausted)
+def _service_errors():
+  """Errors of remote services and the disk that are reported in one line, not a traceback."""
+  from rlhp_jax.checkpoint import CheckpointError
+  from rlhp_jax.crowd.retry import CrowdError, RetriesExhausted
+  from rlhp_jax.label_store import LabelStoreError, PairMismatchError
+  return (CrowdError, RetriesExhausted, LabelStoreError, CheckpointError, PairMismatchError)
 
 
 def cmd_render(ns) -> int:
@@ -119,7 +185,10 @@ def cmd_render(ns) -> int:
   on a machine without a GL backend."""
   import numpy as np
   from rlhp_jax import experiment, loop
-  cfg = experiment.load_experiment(os.path.join(ns.run_dir, "config.json"))
+  config_path = os.path.join(ns.run_dir, "config.json")
+  validation.require(os.path.isfile(config_path), "run_dir",
+                     f"{ns.run_dir!r} has no config.json; pass a run directory made by 'train'")
+  cfg = experiment.load_experiment(config_path)
   qpos_path = os.path.join(ns.run_dir, "eval_qpos.npy")
   validation.require(os.path.exists(qpos_path), "run_dir", f"{qpos_path} is missing")
   path = loop.write_policy_video(cfg, ns.run_dir, np.load(qpos_path))
@@ -136,6 +205,12 @@ def cmd_toloka(ns, rest) -> int:
   cfg = _override(experiment.load_experiment(ns.experiment), rest)
   cfg.storage.check_ready()
   client = toloka_gatherer.make_client(cfg.toloka.url, toloka_gatherer.token_from_env())
+  if cfg.storage.kind == "s3":
+    from rlhp_jax.crowd.retry import CrowdError
+    try:
+      clip_storage.S3Storage(cfg.storage, "preflight").check()
+    except CrowdError as e:
+      raise validation.ConfigError(str(e)) from None
   run_dir = make_run_dir(dataclasses.replace(cfg, name=f"{cfg.name}-toloka-setup"), ns.out)
   storage = clip_storage.make_storage(cfg.storage, run_dir, os.path.basename(run_dir))
   ids = toloka_setup.setup(cfg, run_dir, client, storage,
@@ -146,6 +221,38 @@ def cmd_toloka(ns, rest) -> int:
   for key, value in ids.items():
     print(f"  --toloka.{key.replace('_', '-')} {value}")
   return 0
+
+
+def cmd_labels(ns) -> int:
+  """``labels drop-iteration RUN_DIR K``: the run trains on none of iteration K's pairs (after a
+  resume recomputed other pairs than the ones asked); closes its open pools on the next
+  resume. Nothing already stored is deleted."""
+  from rlhp_jax import label_store
+  validation.require(os.path.isfile(os.path.join(ns.run_dir, "config.json")), "run_dir",
+                     f"{ns.run_dir!r} has no config.json; pass a run directory made by 'train'")
+  validation.require(ns.iteration >= 0, "iteration", f"must be >= 0, got {ns.iteration}")
+  run_lock.lock(ns.run_dir)
+  store = label_store.LabelStore(ns.run_dir)
+  if store.last_event("iteration_dropped", iteration=ns.iteration) is None:
+    store.add_event("iteration_dropped", iteration=ns.iteration)
+  print(f"iteration {ns.iteration} of {ns.run_dir} dropped; resume with: rlhp-jax train "
+        f"--resume {ns.run_dir}")
+  return 0
+
+
+@contextlib.contextmanager
+def _quiet_mjx_import():
+  """MJX's import prints "Failed to import warp" (a GPU backend this project does not use) on
+  stdout; import it once with that notice swallowed, so later imports are silent."""
+  out = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(out):
+      import mujoco.mjx  # noqa: F401
+  finally:
+    for line in out.getvalue().splitlines():
+      if line.strip() and "import warp" not in line and "import mujoco_warp" not in line:
+        print(line)
+  yield
 
 
 def main(argv=None) -> int:
@@ -165,18 +272,30 @@ def main(argv=None) -> int:
   toloka.add_argument("--out", default=None, help="parent folder for the setup's clips")
   toloka.add_argument("--training-tasks", type=int, default=10,
                       help="training tasks (clear-cut pairs with a known answer)")
+  labels = sub.add_parser("labels", help="a run's label store")
+  labels.add_argument("action", choices=["drop-iteration"])
+  labels.add_argument("run_dir")
+  labels.add_argument("iteration", type=int)
   ns, rest = parser.parse_known_args(argv)
+  if ns.command in ("render", "labels") and rest:
+    parser.error(f"unrecognized arguments: {' '.join(rest)}")
   try:
-    if ns.command == "train":
-      return cmd_train(ns, rest)
-    if ns.command == "render":
-      return cmd_render(ns)
-    if ns.command == "toloka":
-      return cmd_toloka(ns, rest)
+    with _quiet_mjx_import():
+      if ns.command == "train":
+        return cmd_train(ns, rest)
+      if ns.command == "render":
+        return cmd_render(ns)
+      if ns.command == "toloka":
+        return cmd_toloka(ns, rest)
+      if ns.command == "labels":
+        return cmd_labels(ns)
   except validation.ConfigError as e:
     print(f"rlhp-jax: config error: {e}", file=sys.stderr)
     return 2
-  except _crowd_errors() as e:
+  except run_lock.RunLocked as e:
+    print(f"rlhp-jax: {e}", file=sys.stderr)
+    return 4
+  except _service_errors() as e:
     print(f"rlhp-jax: {e}", file=sys.stderr)
     return 3
   except KeyboardInterrupt:

@@ -42,6 +42,10 @@ def label_of(answer: str) -> float | None:
   return {LEFT: 1.0, RIGHT: 0.0, EQUAL: 0.5}.get(answer)
 
 
+class PairMismatchError(RuntimeError):
+  """A resumed iteration recomputed other pairs than the ones its stored answers are for."""
+
+
 class LabelStoreError(OSError):
   """The store could not append a record (e.g. the disk is full); nothing of it stays on disk."""
 
@@ -207,3 +211,23 @@ def query_fingerprints(query: dict, iteration: int) -> dict[str, str]:
     out[pair_id(iteration, i)] = fingerprint(
         pairs["qpos"][i], qvel[i] if qvel is not None else np.zeros(0))
   return out
+
+
+def check_pairs(store: "LabelStore", iteration: int, fingerprints: dict[str, str],
+                run_dir: str) -> None:
+  """Records an iteration's pairs (``pairs_asked``) the first time it is asked; afterwards a
+  recomputed query must ask for the very same pairs, or the stored tasks and answers belong to
+  other clips: ``PairMismatchError`` says so and how to go on, and nothing is attached."""
+  asked = store.last_event("pairs_asked", iteration=iteration)
+  if asked is None:
+    store.add_event("pairs_asked", iteration=iteration, fingerprints=fingerprints)
+    return
+  stored = asked["fingerprints"]
+  for pid in sorted(set(stored) | set(fingerprints)):
+    if stored.get(pid) != fingerprints.get(pid):
+      raise PairMismatchError(
+          f"iteration {iteration}: pair {pid} is not the pair its stored answers were given "
+          f"for (fingerprint {fingerprints.get(pid)} now, {stored.get(pid)} when asked): the "
+          "query was recomputed differently (another machine or XLA build?). Resume where the "
+          "run started, or drop that iteration's pairs: rlhp-jax labels drop-iteration "
+          f"{run_dir} {iteration}")

@@ -150,9 +150,11 @@ def test_permanent_errors_are_not_retried_and_retries_end():
   with pytest.raises(FakeApiError):
     retry.retry_call(forbidden, "test", sleep=lambda s: None)
   assert len(calls) == 1
-  with pytest.raises(retry.RetriesExhausted, match="still failing after 3 attempts"):
-    retry.retry_call(lambda: (_ for _ in ()).throw(FakeApiError(500)), "test", attempts=3,
-                     sleep=lambda s: None)
+  sleeps = []
+  with pytest.raises(retry.RetriesExhausted, match="still failing after .* over 20s"):
+    retry.retry_call(lambda: (_ for _ in ()).throw(FakeApiError(500)), "test", budget_s=20,
+                     max_delay=4, sleep=sleeps.append)
+  assert sum(sleeps) == pytest.approx(20) and max(sleeps) <= 4    # the budget, in time
 
 
 # -- aggregation ----------------------------------------------------------------------------

@@ -29,7 +29,8 @@ class StorageConfig:
   """S3 endpoint (empty: AWS); e.g. https://storage.yandexcloud.net as in the seed post."""
   region: str = ""
   public_base_url: str = ""
-  """If set, clip URLs are ``<public_base_url>/<key>`` (a public bucket); else presigned GETs."""
+  """If set, clip URLs are ``<public_base_url>/<key>`` (a public bucket, or whatever serves a
+  local folder); else presigned GETs (S3) or file:// URLs (local)."""
   presign_expiry_s: int = 7 * 24 * 3600
   """Lifetime of presigned URLs: long enough for the slowest pool to finish."""
 

@@ -137,8 +137,9 @@ _S3_FIXES = {
 
 
 def _s3_problem(error) -> str:
-  code = str(error.response.get("Error", {}).get("Code", ""))
-  return _S3_FIXES.get(code, f"{code or 'error'}: {error.response.get('Error', {}).get('Message', error)}")
+  detail = error.response.get("Error", {})
+  code = str(detail.get("Code", ""))
+  return _S3_FIXES.get(code, f"{code or 'error'}: {detail.get('Message', error)}")
 
 
 def make_s3_client(cfg: StorageConfig):
@@ -161,4 +162,4 @@ def make_s3_client(cfg: StorageConfig):
 def make_storage(cfg: StorageConfig, run_dir: str, run_name: str) -> ClipStorage:
   if cfg.kind == "s3":
     return S3Storage(cfg, run_name)
-  return LocalStorage(cfg.local_dir or os.path.join(run_dir, "clips"))
+  return LocalStorage(cfg.local_dir or os.path.join(run_dir, "clips"), cfg.public_base_url)

@@ -110,6 +110,30 @@ def operation_id(pool_id: str, iteration: int, round_: int) -> str:
   return str(uuid.uuid5(OPERATION_NAMESPACE, f"tasks/{pool_id}/{iteration}/{round_}"))
 
 
+def preflight(client, tcfg) -> None:
+  """The token is accepted and the base pool exists: checked before a run directory is made
+  (``CrowdError`` lines name the field to fix)."""
+  from toloka.client import exceptions as tex
+
+  def call(what, fn):
+    try:
+      return retry_call(fn, what=f"toloka {what}", budget_s=min(60.0, tcfg.retry_budget_s))
+    except tex.DoesNotExistApiError:
+      raise CrowdError(f"toloka.base_pool_id: Toloka has no pool {tcfg.base_pool_id!r} (at "
+                       f"{tcfg.url}); put the id 'rlhp-jax toloka setup' printed") from None
+    except Exception as e:  # noqa: BLE001
+      translated = translate(what, e)
+      if translated is e:
+        raise
+      raise translated from None
+
+  call("get_requester", client.get_requester)
+  pool = call("get_pool", lambda: client.get_pool(tcfg.base_pool_id))
+  if str(getattr(pool.status, "value", pool.status)) == "ARCHIVED":
+    raise CrowdError(f"toloka.base_pool_id: pool {tcfg.base_pool_id} is archived; run "
+                     "'rlhp-jax toloka setup' again and put the new id")
+
+
 def translate(what: str, error: BaseException) -> BaseException:
   """A Toloka client error retrying cannot fix -> one ``CrowdError`` line (others unchanged)."""
   from toloka.client import exceptions as tex
@@ -161,7 +185,7 @@ class TolokaGatherer:
                "drop-iteration); training on none of them")
       return label, valid
     fingerprints = label_store.query_fingerprints(query, iteration)
-    self._check_fingerprints(iteration, fingerprints)
+    label_store.check_pairs(self.store, iteration, fingerprints, self.run_dir)
     todo = [pid for pid in fingerprints if not self._usable(pid, iteration)]
     keys = self._upload(query, iteration, todo)
     for round_ in range(self.tcfg.requeue_rounds + 1):
@@ -192,23 +216,6 @@ class TolokaGatherer:
   def _usable(self, pid: str, iteration: int) -> bool:
     return any(a["answer"] in (label_store.LEFT, label_store.RIGHT)
                for a in self.store.answers(iteration=iteration, pair_id=pid))
-
-  def _check_fingerprints(self, iteration: int, fingerprints: dict) -> None:
-    """Records the iteration's pairs the first time; afterwards a recomputed query must ask
-    for the very same pairs, or its stored tasks and answers belong to other clips."""
-    asked = self.store.last_event("pairs_asked", iteration=iteration)
-    if asked is None:
-      self.store.add_event("pairs_asked", iteration=iteration, fingerprints=fingerprints)
-      return
-    stored = asked["fingerprints"]
-    for pid in sorted(set(stored) | set(fingerprints)):
-      if stored.get(pid) != fingerprints.get(pid):
-        raise CrowdError(
-            f"toloka: iteration {iteration}: pair {pid} is not the pair its stored tasks and "
-            f"answers were made for (fingerprint {fingerprints.get(pid)} here, "
-            f"{stored.get(pid)} when asked): the query was recomputed differently (another "
-            "machine or XLA build?). Resume where the run started, or drop that iteration's "
-            f"pairs: rlhp-jax labels drop-iteration {self.run_dir} {iteration}")
 
   def _upload(self, query: dict, iteration: int, pair_ids: list[str]) -> dict:
     """Renders and stores the clips of ``pair_ids``; returns {pair_id: (left key, right

@@ -4,7 +4,9 @@ Per iteration: render the masked pairs that have no answer yet into ``<run_dir>/
 publish them on the page (the server starts on the first batch and prints its link), wait until
 all are judged or ``human.batch_timeout_s`` passes, then read the labels from the label store.
 Every answer is on disk before the loop sees it, so a restarted run (``--resume``, which asks
-for the same pairs again) re-asks nothing that was already judged.
+for the same pairs again) re-asks nothing that was already judged; the pairs' fingerprints are
+stored when first asked, and a resume that recomputes other pairs stops instead of attaching
+the old judgements to them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from rlhp_jax import validation
 from rlhp_jax.envs import hopper
 from rlhp_jax.experiment import ExperimentConfig
 from rlhp_jax.human.server import SOURCE, LabelServer
-from rlhp_jax.label_store import LabelStore, label_of, pair_id
+from rlhp_jax.label_store import (LabelStore, check_pairs, label_of, pair_id,
+                                  query_fingerprints)
 from rlhp_jax.render import render_pairs
 
 HEARTBEAT_S = 60.0
@@ -46,6 +49,10 @@ class HumanGatherer:
   def label(self, query: dict, iteration: int) -> tuple[np.ndarray, np.ndarray]:
     """Asks for the masked pairs not yet judged and waits; returns (label [P], valid [P])."""
     mask = np.asarray(query["mask"], bool)
+    if self.store.last_event("iteration_dropped", iteration=iteration) is not None:
+      self._say(f"iteration {iteration}: its pairs were dropped; training on none of them")
+      return np.zeros(mask.shape, np.float32), np.zeros(mask.shape, bool)
+    check_pairs(self.store, iteration, query_fingerprints(query, iteration), self.run_dir)
     ids = [pair_id(iteration, int(i)) for i in np.flatnonzero(mask)]
     todo = [i for i in np.flatnonzero(mask) if not self._judged(pair_id(iteration, int(i)))]
     if todo:
@@ -72,7 +79,8 @@ class HumanGatherer:
       h = self.cfg.human
       try:
         self.server = LabelServer(self.store, self.run_dir, self.cfg.instruction_text,
-                                  host=h.host, port=h.port, clips_dir=self.clips_dir).start()
+                                  host=h.host, port=h.port, clips_dir=self.clips_dir,
+                                  allowed_hosts=h.allowed_hosts).start()
       except OSError as e:
         raise validation.ConfigError(
             f"human.port: cannot listen on {h.host}:{h.port} ({e.strerror or e}); pass "

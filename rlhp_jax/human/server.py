@@ -6,8 +6,12 @@ so a page reload, a closed tab or a restarted server loses nothing: what is judg
 the store, what is pending is what the gatherer published and the store has no answer for.
 
 Routes. Every route but the page's two static files needs ``?token=<token>`` (a random string
-made per server start and only printed, never written to the run directory). Errors are JSON
-``{"error": <one line>, "code": <name>}`` with a 4xx status.
+made per server start and only printed, never written to the run directory). Every request must
+name a loopback host (or one of ``allowed_hosts``) in its ``Host`` header, so a page on another
+site cannot reach the server through DNS rebinding; bodies need a valid ``Content-Length`` of at
+most ``MAX_BODY`` bytes; sockets time out after ``SOCKET_TIMEOUT_S``. Errors are JSON
+``{"error": <one line>, "code": <name>}`` with a 4xx status, or 507 when the disk is full (the
+answer is not stored, nothing is half-written, and the same answer can be sent again later).
 
     GET  /                          the labelling page (page.html)
     GET  /page.css, /page.js        its style and script (code only, no run data: no token)
@@ -26,10 +30,13 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import importlib.resources
+import ipaddress
 import json
 import os
 import re
 import secrets
+import socket
+import sys
 import threading
 import urllib.parse
 
@@ -38,6 +45,8 @@ from rlhp_jax.label_store import LabelStore
 
 SOURCE = WORKER = "human"
 MAX_BODY = 4096
+SOCKET_TIMEOUT_S = 30.0
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 STATIC = {"/page.css": ("page.css", "text/css; charset=utf-8"),
           "/page.js": ("page.js", "text/javascript; charset=utf-8")}
 CLIP_NAME = re.compile(r"^it\d{5}-p\d{3}-(left|right)\.mp4$")
@@ -83,12 +92,14 @@ class LabelServer:
 
   def __init__(self, store: LabelStore, run_dir: str, instruction: str = "",
                host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-               clips_dir: str | None = None):
+               clips_dir: str | None = None, allowed_hosts=(), warn=None):
     self.store = store
     self.run_dir = run_dir
     self.clips_dir = clips_dir or os.path.join(run_dir, "clips")
     self.instruction = instruction
     self.host, self.port = host, port
+    self.allowed_hosts = {h.lower().strip("[]") for h in (*LOOPBACK_NAMES, *allowed_hosts)}
+    self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     self.token = token or secrets.token_urlsafe(24)
     self._pending: dict[str, PendingPair] = {}
     self._changed = threading.Condition()
@@ -97,8 +108,15 @@ class LabelServer:
 
   # -- lifecycle ------------------------------------------------------------------------
   def start(self) -> "LabelServer":
-    """Binds and serves in a daemon thread; ``port`` 0 picks a free port."""
-    httpd = http.server.ThreadingHTTPServer((self.host, self.port), _Handler)
+    """Binds and serves in a daemon thread; ``port`` 0 picks a free port. Binding beyond
+    loopback is allowed, with a loud warning."""
+    if not _is_loopback(self.host):
+      self._warn(f"WARNING: the labelling page listens on {self.host}, beyond this machine: "
+                 "anyone who can reach it and sees the link can judge clips. Use it only on a "
+                 "network you trust; reach it by a name in human.allowed_hosts")
+      self.allowed_hosts.add(self.host.lower().strip("[]"))
+    server_class = _ServerV6 if ":" in self.host else http.server.ThreadingHTTPServer
+    httpd = server_class((self.host, self.port), _Handler)
     httpd.daemon_threads = True
     httpd.app = self
     self._httpd = httpd
@@ -185,9 +203,15 @@ class LabelServer:
       if not secrets.compare_digest(nonce.encode(), pending.nonce.encode()):
         raise RequestError(409, "stale_nonce", f"the nonce for pair {pair_id} does not match "
                            "the one handed out; reload the pending pairs")
-      self.store.add_answer(answer_id=f"{SOURCE}-{pair_id}", pair_id=pair_id,
-                            iteration=pending.iteration, pair=pending.pair, answer=answer,
-                            worker=WORKER, source=SOURCE)
+      try:
+        self.store.add_answer(answer_id=f"{SOURCE}-{pair_id}", pair_id=pair_id,
+                              iteration=pending.iteration, pair=pending.pair, answer=answer,
+                              worker=WORKER, source=SOURCE)
+      except label_store.LabelStoreError as e:
+        self._warn(f"labelling page: {e}")
+        raise RequestError(507, "disk_full", "the answer could not be saved (the disk is full "
+                           "or failing); nothing was stored: free space, then answer again") \
+            from None
       del self._pending[pair_id]
       self._changed.notify_all()
     return {"ok": True, "pair_id": pair_id, "answer": answer, **self.counts()}
@@ -272,10 +296,22 @@ def learning_curve(run_dir: str) -> str | None:
   return png
 
 
+def _is_loopback(host: str) -> bool:
+  try:
+    return ipaddress.ip_address(host.strip("[]")).is_loopback
+  except ValueError:
+    return host.lower() == "localhost"
+
+
+class _ServerV6(http.server.ThreadingHTTPServer):
+  address_family = socket.AF_INET6
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
   """Routes requests to the ``LabelServer`` at ``self.server.app``."""
 
   server_version = "rlhp-jax-labels"
+  timeout = SOCKET_TIMEOUT_S  # a client that stops sending never holds a thread for long
 
   def log_message(self, format, *args):  # noqa: A002 - the base class's signature
     pass  # the terminal belongs to the training progress
@@ -294,6 +330,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   def _dispatch(self, routes: dict):
     url = urllib.parse.urlsplit(self.path)
     try:
+      self._check_host()
       if self.command == "GET" and url.path in STATIC:
         return self._static(*STATIC[url.path])
       self._check_token(urllib.parse.parse_qs(url.query).get("token", [""])[0])
@@ -305,8 +342,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       route()
     except RequestError as e:
       self._json({"error": e.message, "code": e.code}, e.status)
-    except (BrokenPipeError, ConnectionResetError):
-      pass  # the browser went away (e.g. a video seek)
+    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+      pass  # the browser went away (e.g. a video seek) or stopped sending
+
+  def _check_host(self):
+    host = (self.headers.get("Host") or "").strip().lower()
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    if name.strip("[]") not in self.app.allowed_hosts:
+      raise RequestError(421, "bad_host", f"this page answers to {sorted(self.app.allowed_hosts)}"
+                         f", not Host {host!r}; open the link printed in the terminal (or add "
+                         "the name to human.allowed_hosts)")
 
   def _check_token(self, token: str):
     if not token:
@@ -354,6 +399,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       length = int(self.headers.get("Content-Length", ""))
     except ValueError:
       raise RequestError(411, "no_length", "send a Content-Length header") from None
+    if length < 0:
+      raise RequestError(400, "bad_length", "Content-Length must be >= 0")
     if length > MAX_BODY:
       raise RequestError(413, "too_large", f"the body must be at most {MAX_BODY} bytes")
     try:
