@@ -123,8 +123,19 @@ def to_dict(cfg) -> dict[str, Any]:
 
 
 def save(cfg, path: str) -> None:
-  with open(path, "w") as f:
+  """Writes the config as JSON atomically: a temporary file, fsynced, renamed over ``path``
+  (a crash leaves the old file or the new one, never half of one)."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
     json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+  try:
+    os.fsync(dir_fd)
+  finally:
+    os.close(dir_fd)
 
 
 def from_dict(cls, data: dict, prefix: str = ""):
@@ -160,14 +171,51 @@ def load_experiment(path: str) -> ExperimentConfig:
     raise v.ConfigError(f"experiment: no such file {path!r}; pass a path such as "
                         "experiments/hopper_synthetic.py")
   if path.endswith(".json"):
-    with open(path) as f:
-      data = json.load(f)
-    return from_dict(config_class(data), data)
-  namespace = runpy.run_path(path)
+    return _load_json(path)
+  namespace = _run_file(path)
   cfg = namespace.get("CONFIG")
-  v.require(cfg is not None and dataclasses.is_dataclass(cfg), "CONFIG",
+  v.require(cfg is not None and isinstance(cfg, ExperimentConfig), "CONFIG",
             f"{path} must define CONFIG = ExperimentConfig(...)")
   return cfg
+
+
+def _load_json(path: str) -> ExperimentConfig:
+  """A saved ``config.json``; a damaged or foreign file is one ConfigError line naming it."""
+  fix = ("restore it from a copy (or start a new run from the experiment file; its answers in "
+         "labels/labels.jsonl stay usable)")
+  try:
+    with open(path, "rb") as f:
+      data = json.loads(f.read().decode("utf-8"))
+  except OSError as e:
+    raise v.ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    where = f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
+    raise v.ConfigError(f"{path}: not valid JSON{where}; the run's config is damaged: {fix}") \
+        from None
+  if not isinstance(data, dict):
+    raise v.ConfigError(f"{path}: holds a JSON {type(data).__name__}, not a config object; "
+                        f"{fix}")
+  try:
+    return from_dict(config_class(data), data)
+  except TypeError as e:  # a field of the wrong kind (e.g. a list where a section belongs)
+    raise v.ConfigError(f"{path}: {e}; {fix}") from None
+
+
+def _run_file(path: str) -> dict:
+  """Runs an experiment file; its syntax and import errors become one ConfigError line."""
+  try:
+    return runpy.run_path(path)
+  except SyntaxError as e:
+    raise v.ConfigError(f"{path}: line {e.lineno}: {e.msg}; fix the syntax of the experiment "
+                        "file") from None
+  except ImportError as e:
+    raise v.ConfigError(f"{path}: {e}; fix the import (experiments import from rlhp_jax, "
+                        "e.g. from rlhp_jax.experiment import ExperimentConfig)") from None
+  except v.ConfigError:
+    raise
+  except Exception as e:  # noqa: BLE001 - any error while building CONFIG
+    raise v.ConfigError(f"{path}: {type(e).__name__} while building CONFIG: {e}; fix the "
+                        "experiment file") from None
 
 
 def config_class(data: dict):
