@@ -58,10 +58,14 @@ def evaluate_under(run_dir: str, solvers, episodes: int | None = None) -> dict:
   for spec in solvers:
     env = hopper.Hopper(solver_config(cfg.env, spec))
     t0 = time.perf_counter()
-    returns, lengths, _, _ = jax.jit(
-        lambda k: ppo.evaluate(agent, env, params, k, episodes))(key)
+    ev = jax.jit(lambda k: ppo.evaluate(agent, env, params, k, episodes,
+                                        cfg.run.eval_episode_length))(key)
+    returns, lengths = ev.task_return, ev.alive.sum(0)
     row["eval_return"][spec] = {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
                                 "mean_length": float(np.mean(lengths)),
+                                "gym_return": float(np.mean(ev.gym_return)),
+                                "seals_return": float(np.mean(ev.seals_return)),
+                                "healthy_fraction": float(np.mean(ev.healthy_fraction)),
                                 "seconds": time.perf_counter() - t0}
   return row
 

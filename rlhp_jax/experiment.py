@@ -35,8 +35,14 @@ class RunConfig:
   eval_every: int = 250_000
   """Env steps between evaluations of the deterministic policy."""
   eval_episodes: int = 10
+  eval_episode_length: int = 1000
+  """Steps of each evaluation episode (1000: Gym's time limit and seals' horizon), whatever the
+  training episodes' length."""
   iterations_per_call: int = 10
   """Training iterations fused into one jitted call (scan); progress is reported between calls."""
+  checkpoint_every: int = 250_000
+  """Env steps between checkpoints of the synthetic driver (at least one per call; the last
+  call always checkpoints). The external driver checkpoints after every iteration."""
   out_dir: str = "runs"
   """Run directories are created under this folder."""
   video: bool = True
@@ -46,7 +52,7 @@ class RunConfig:
 
   def __post_init__(self):
     for name in ("total_env_steps", "num_seeds", "eval_every", "eval_episodes",
-                 "iterations_per_call", "video_width", "video_height"):
+                 "eval_episode_length", "iterations_per_call", "checkpoint_every", "video_width", "video_height"):
       v.positive_int(getattr(self, name), f"run.{name}")
     v.require(isinstance(self.seed, int) and self.seed >= 0, "run.seed",
               f"must be an integer >= 0, got {self.seed!r}")
@@ -57,13 +63,15 @@ class ExperimentConfig:
   """A whole experiment: env, agent, reward model, queries, teacher, run settings."""
 
   name: str = "experiment"
-  reward_source: Literal["preferences", "true"] = "preferences"
-  """"preferences": PPO on the learned reward (RLHP); "true": PPO on the oracle (baseline)."""
+  reward_source: Literal["preferences", "true", "true_normalized"] = "preferences"
+  """"preferences": PPO on the learned reward (RLHP); "true": PPO on the oracle (baseline);
+  "true_normalized": the oracle's reward through the learned reward's normalisation (zero mean,
+  unit std per rollout batch)."""
   labels: Literal["synthetic", "external", "toloka", "human"] = "synthetic"
   """Who labels the pairs. "synthetic": the teacher below, the whole run jitted; "external":
   the same teacher behind the Python-loop driver; "toloka": crowd workers (clips on
   ``storage``, pools per ``toloka``); "human": you, on a local web page (``human``)."""
-  env: HopperConfig = HopperConfig(mode="fixed_horizon")
+  env: HopperConfig = HopperConfig(mode="fixed_horizon", ctrl_cost=0.0, unhealthy_penalty=10.0)
   ppo: PPOConfig = PPOConfig()
   reward: RewardModelConfig = RewardModelConfig()
   prefs: PreferenceConfig = PreferenceConfig()
@@ -83,15 +91,17 @@ class ExperimentConfig:
   def __post_init__(self):
     v.require(isinstance(self.name, str) and self.name.replace("_", "").replace("-", "").isalnum(),
               "name", f"must be letters, digits, '-' or '_', got {self.name!r}")
-    v.one_of(self.reward_source, ("preferences", "true"), "reward_source")
+    v.one_of(self.reward_source, ("preferences", "true", "true_normalized"), "reward_source")
     v.one_of(self.labels, ("synthetic", "external", "toloka", "human"), "labels")
     object.__setattr__(self, "teachers", tuple(self.teachers))
     for name in self.teachers:
       v.one_of(name, tuple(PRESETS), "teachers")
     if self.reward_source == "preferences":
-      v.require(self.prefs.fragment_length <= self.ppo.unroll_length, "prefs.fragment_length",
-                f"must be <= ppo.unroll_length ({self.ppo.unroll_length}): fragments are cut "
-                f"from one rollout; got {self.prefs.fragment_length}")
+      span = self.ppo.unroll_length * self.prefs.rollouts_per_iteration
+      v.require(self.prefs.fragment_length <= span, "prefs.fragment_length",
+                f"must be <= ppo.unroll_length * prefs.rollouts_per_iteration ({span}): "
+                f"fragments are cut from one iteration's rollouts; got "
+                f"{self.prefs.fragment_length}")
       v.require(self.prefs.total_labels >= self.prefs.initial_labels, "prefs.initial_fraction",
                 "initial share exceeds the budget")
 
@@ -150,7 +160,10 @@ def from_dict(cls, data: dict, prefix: str = ""):
       raise v.ConfigError(f"{where}: unknown field; {hint}")
     ftype = fields[key].type
     sub = _dataclass_type(cls, key)
-    if sub is not None and isinstance(value, dict):
+    if sub is not None and not isinstance(value, dict):
+      raise v.ConfigError(f"{where}: must be a section (a JSON object of fields), got "
+                          f"{value!r}")
+    if sub is not None:
       value = from_dict(sub, value, prefix=f"{where}.")
     elif isinstance(value, str) and value in ("inf", "-inf") and "float" in str(ftype):
       value = float(value)
@@ -174,7 +187,7 @@ def load_experiment(path: str) -> ExperimentConfig:
     return _load_json(path)
   namespace = _run_file(path)
   cfg = namespace.get("CONFIG")
-  v.require(cfg is not None and isinstance(cfg, ExperimentConfig), "CONFIG",
+  v.require(cfg is not None and dataclasses.is_dataclass(cfg), "CONFIG",
             f"{path} must define CONFIG = ExperimentConfig(...)")
   return cfg
 

@@ -1,9 +1,9 @@
 """Fragments cut from a rollout and the choice of which pairs to query. Array ops only.
 
-A fragment is ``fragment_length`` consecutive steps of one env of a rollout (Transition[T, B]).
-Candidate pairs are drawn at random; *disagreement* selection draws ``oversample`` times more
-candidates than it needs and keeps those on which the reward ensemble's members disagree most
-about which fragment is better (variance over members of P[fragment 1 preferred]).
+A fragment is ``fragment_length`` consecutive steps of one env inside one episode (it never
+straddles a reset) of a rollout (Transition[T, B]). Candidate pairs are drawn at random;
+*disagreement* selection draws ``oversample`` times more candidates than it needs and keeps those
+on which the reward ensemble's members disagree most about which fragment is better.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlhp_jax.reward_model import preference_probability
+from rlhp_jax.envs.hopper import applied_action
 
 
 @struct.dataclass
@@ -26,44 +26,69 @@ class FragmentPairs:
   qvel: jax.Array         # [N, 2, L, nv]
 
 
-def sample_starts(key: jax.Array, num_pairs: int, horizon: int, num_envs: int, length: int):
-  """Random (time, env) starts for both fragments of ``num_pairs`` pairs: ([N, 2], [N, 2])."""
-  kt, kb = jax.random.split(key)
-  t0 = jax.random.randint(kt, (num_pairs, 2), 0, horizon - length + 1)
-  env = jax.random.randint(kb, (num_pairs, 2), 0, num_envs)
-  return t0, env
+def valid_starts(done: jax.Array, length: int) -> jax.Array:
+  """Where a fragment of ``length`` steps may start without straddling an episode reset.
+
+  done: [T, B] bool, the episode ended with step t. A start t is valid when none of steps
+  t .. t + length - 2 ends an episode (the last step may). Returns [T - length + 1, B] bool.
+  """
+  ends = jnp.concatenate([jnp.zeros((1,) + done.shape[1:], jnp.int32),
+                          jnp.cumsum(done.astype(jnp.int32), axis=0)])      # [T + 1, B]
+  horizon = done.shape[0]
+  starts = jnp.arange(horizon - length + 1)
+  return (ends[starts + length - 1] - ends[starts]) == 0
+
+
+def sample_starts(key: jax.Array, num_pairs: int, done: jax.Array, length: int):
+  """Random (time, env) starts for both fragments of ``num_pairs`` pairs, uniform over the
+  starts whose fragment stays inside one episode: ([N, 2], [N, 2])."""
+  ok = valid_starts(done, length)                                  # [S, B]
+  num_envs = done.shape[1]
+  logits = jnp.where(ok, 0.0, -jnp.inf).ravel()
+  logits = jnp.where(jnp.any(ok), logits, 0.0)   # no valid start at all: fall back to uniform
+  flat = jax.random.categorical(key, logits, shape=(num_pairs, 2))
+  return flat // num_envs, flat % num_envs
 
 
 def cut(transitions, t0: jax.Array, env: jax.Array, length: int) -> FragmentPairs:
-  """Gathers fragments [t0, t0 + length) of env ``env`` from Transition[T, B] (vectorised)."""
+  """Gathers fragments [t0, t0 + length) of env ``env`` from Transition[T, B] (vectorised).
+  Actions are the controls the physics applied (clipped), not the raw policy samples."""
   steps = t0[..., None] + jnp.arange(length)          # [N, 2, L]
   envs = jnp.broadcast_to(env[..., None], steps.shape)
   take = lambda x: x[steps, envs]
-  return FragmentPairs(obs=take(transitions.obs), action=take(transitions.action),
+  return FragmentPairs(obs=take(transitions.obs), action=applied_action(take(transitions.action)),
                        true_reward=take(transitions.true_reward), qpos=take(transitions.qpos),
                        qvel=take(transitions.qvel))
 
 
-def disagreement(member_returns: jax.Array, rater_noise: float) -> jax.Array:
-  """Variance over members of P[fragment 1 preferred]: member_returns [K, N, 2] -> [N]."""
-  p = preference_probability(member_returns[..., 0], member_returns[..., 1], rater_noise)
-  return jnp.var(p, axis=0)
+def disagreement(member_returns: jax.Array) -> jax.Array:
+  """How much the members disagree on a pair: member_returns [K, N, 2] -> [N].
+
+  Each member's predicted return difference d_k = R_k(1) - R_k(2) is put on a common scale
+  (divided by its root mean square over the N candidates), and the score is the variance of
+  the scaled differences over members. Unlike the variance of P[fragment 1 preferred], which
+  saturates (every pair scores its maximum once the members are confident and disagree), it
+  keeps ranking pairs whatever the members' scales.
+  """
+  d = member_returns[..., 0] - member_returns[..., 1]                      # [K, N]
+  d = d / (jnp.sqrt(jnp.mean(d**2, axis=1, keepdims=True)) + 1e-8)
+  return jnp.var(d, axis=0)
 
 
 def select(key, transitions, num_pairs: int, length: int, mode: str, oversample: int,
-           member_returns_fn, rater_noise: float):
-  """Chooses ``num_pairs`` pairs to query from a rollout.
+           member_returns_fn):
+  """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
+  obs/action/true_reward/qpos/qvel/done).
 
   mode "random": pairs drawn uniformly. mode "disagreement": ``num_pairs * oversample``
   candidates, the ``num_pairs`` with the largest ensemble disagreement kept (in decreasing
   order). member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
   Returns (FragmentPairs [num_pairs], disagreement of the kept pairs [num_pairs]).
   """
-  horizon, num_envs = transitions.obs.shape[:2]
   n_cand = num_pairs * (oversample if mode == "disagreement" else 1)
-  t0, env = sample_starts(key, n_cand, horizon, num_envs, length)
+  t0, env = sample_starts(key, n_cand, transitions.done, length)
   cand = cut(transitions, t0, env, length)
-  score = disagreement(member_returns_fn(cand.obs, cand.action), rater_noise)
+  score = disagreement(member_returns_fn(cand.obs, cand.action))
   if mode == "disagreement":
     score, keep = jax.lax.top_k(score, num_pairs)
     cand = jax.tree.map(lambda x: x[keep], cand)

@@ -2,9 +2,10 @@
 
 One iteration (``RLHP.iteration``), all on the device:
 
-    collect   rollout with the policy -> relabel with the reward ensemble -> PPO update
-              (frozen while the initial share of labels is collected) -> candidate pairs from
-              this rollout -> keep the most-disagreed (or random) pairs           -> Query
+    collect   ``prefs.rollouts_per_iteration`` x (rollout with the policy -> relabel with the
+              reward ensemble -> PPO update; frozen while the initial share of labels is
+              collected) -> candidate pairs cut within episodes of those rollouts -> keep the
+              most-disagreed (or random) pairs                                    -> Query
     label     synthetic teacher on the pairs' oracle rewards (or an external gatherer)
     learn     append labelled pairs to the fixed-capacity buffer -> reward-ensemble SGD + L2 rule
 
@@ -13,7 +14,8 @@ Drivers:
     all), ``run.iterations_per_call`` iterations per call, progress between calls;
   * external: a Python loop of jitted ``collect`` -> ``gatherer.label(query)`` -> jitted
     ``learn``, for crowd or human labels.
-With ``reward_source="true"`` the iteration is plain PPO on the oracle's reward (the baseline).
+With ``reward_source="true"`` the iteration is plain PPO on the oracle's reward (the baseline);
+``"true_normalized"`` passes the oracle's reward through the learned reward's normalisation.
 """
 
 from __future__ import annotations
@@ -47,6 +49,19 @@ class RLHPState:
   rl_env_steps: jax.Array   # [] int32, env steps since RL started (after the initial labels)
   iteration: jax.Array      # [] int32
   key: jax.Array
+
+
+@struct.dataclass
+class Segment:
+  """What a query needs of the iteration's rollouts: leaves [K * T, B], the K rollouts of each
+  env laid end to end in time (they are consecutive in the env's life)."""
+
+  obs: jax.Array
+  action: jax.Array         # raw policy samples (fragments clip them)
+  true_reward: jax.Array
+  qpos: jax.Array
+  qvel: jax.Array
+  done: jax.Array
 
 
 @struct.dataclass
@@ -104,35 +119,57 @@ class RLHP:
 
   # -- the iteration ------------------------------------------------------------------------
   def learned_reward(self, reward_params, transitions) -> jax.Array:
-    return self.ensemble.reward(reward_params, transitions.obs, transitions.action)
+    """The ensemble's normalised reward of the applied (clipped) actions: [T, B]."""
+    return self.ensemble.reward(reward_params, transitions.obs,
+                                hopper.applied_action(transitions.action))
+
+  def ppo_phase(self, ppo_state: ppo.PPOState, reward_fn, reward_params):
+    """``prefs.rollouts_per_iteration`` PPO iterations (scan). Returns (ppo_state, Segment
+    [K * T, B], metrics averaged over the K updates; the train return over episodes that
+    ended, NaN when none did)."""
+    def one(s, _):
+      s, tr, m = ppo.train_step(self.agent, self.env, s, reward_fn, reward_params)
+      seg = Segment(obs=tr.obs, action=tr.action, true_reward=tr.true_reward, qpos=tr.qpos,
+                    qvel=tr.qvel, done=tr.done)
+      return s, (seg, m)
+
+    state, (seg, m) = jax.lax.scan(one, ppo_state, length=self.rollouts_per_iteration)
+    seg = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), seg)
+    episodes = jnp.sum(m["train/episodes"])
+    ended = jnp.sum(m["train/episode_return"] * m["train/episodes"])
+    metrics = {k: jnp.mean(val) for k, val in m.items()}
+    metrics["train/episodes"] = episodes
+    metrics["train/episode_return"] = jnp.where(episodes > 0, ended / jnp.maximum(episodes, 1),
+                                                jnp.nan)
+    return state, seg, metrics
 
   def collect(self, state: RLHPState):
-    """Rollout, PPO on the learned reward, and the pairs to query. Returns (state, query,
+    """Rollouts, PPO on the learned reward, and the pairs to query. Returns (state, query,
     metrics)."""
     cfg, p = self.cfg, self.cfg.prefs
     key, k_select, k_teach, k_learn = jax.random.split(state.key, 4)
-    # Labels are due by the RL steps taken once this iteration's rollout has run.
+    # Labels are due by the RL steps taken once this iteration's rollouts have run.
     n_request, warmup = preferences.pairs_to_request(
-        p, state.requested, state.rl_env_steps + cfg.ppo.batch_size, self.rl_env_step_budget)
-    new_ppo, tr, metrics = ppo.train_step(self.agent, self.env, state.ppo, self.learned_reward,
-                                          state.reward.params)
+        p, state.requested, state.rl_env_steps + self.iteration_env_steps,
+        self.rl_env_step_budget)
+    new_ppo, seg, metrics = self.ppo_phase(state.ppo, self.learned_reward, state.reward.params)
     # While the initial labels are collected the policy stays the initial random one.
     frozen = state.ppo.replace(env_state=new_ppo.env_state, key=new_ppo.key,
                                env_steps=new_ppo.env_steps)
     new_ppo = tree_select(warmup, frozen, new_ppo)
-    learned = self.learned_reward(state.reward.params, tr)
-    metrics["reward/true_corr"] = reward_model.pearson(learned, tr.true_reward)
+    learned = self.learned_reward(state.reward.params, seg)
+    metrics["reward/true_corr"] = reward_model.pearson(learned, seg.true_reward)
     member_returns = functools.partial(self.ensemble.fragment_returns, state.reward.params)
-    pairs, score = fragments.select(k_select, tr, p.pairs_per_iteration, p.fragment_length,
-                                    p.selection, p.oversample, member_returns,
-                                    cfg.reward.rater_noise)
+    pairs, score = fragments.select(k_select, seg, p.pairs_per_iteration, p.fragment_length,
+                                    p.selection, p.oversample, member_returns)
     query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
                   disagreement=score, teacher_key=k_teach, learn_key=k_learn)
     metrics["prefs/warmup"] = warmup
     metrics["prefs/disagreement"] = jnp.mean(score)
+    metrics["prefs/disagreement_spread"] = score[0] - score[-1]
     state = state.replace(
         ppo=new_ppo, key=key, iteration=state.iteration + 1,
-        rl_env_steps=state.rl_env_steps + jnp.where(warmup, 0, cfg.ppo.batch_size))
+        rl_env_steps=state.rl_env_steps + jnp.where(warmup, 0, self.iteration_env_steps))
     return state, query, metrics
 
   def learn(self, state: RLHPState, query: Query, label: jax.Array, valid: jax.Array):
@@ -156,14 +193,26 @@ class RLHP:
     if not self.preference_learning:
       return self.true_reward_iteration(state)
     state, query, metrics = self.collect(state)
-    label, valid = teachers.teach(teacher, query.pairs.true_reward, query.teacher_key)
+    label, valid = teachers.teach(teacher, query.pairs.true_reward, query.teacher_key,
+                                  query.mask)
     state, learn_metrics = self.learn(state, query, label, valid)
     return state, {**metrics, **learn_metrics}
 
   def true_reward_iteration(self, state: RLHPState):
-    new_ppo, _, metrics = ppo.train_step(self.agent, self.env, state.ppo, ppo.true_reward_fn)
+    reward_fn = (normalized_true_reward if self.cfg.reward_source == "true_normalized"
+                 else ppo.true_reward_fn)
+    new_ppo, _, metrics = self.ppo_phase(state.ppo, reward_fn, None)
     return state.replace(ppo=new_ppo, iteration=state.iteration + 1,
                          rl_env_steps=new_ppo.env_steps), metrics
+
+  @property
+  def rollouts_per_iteration(self) -> int:
+    return self.cfg.prefs.rollouts_per_iteration
+
+  @property
+  def iteration_env_steps(self) -> int:
+    """Env steps per iteration (all envs of one run)."""
+    return self.rollouts_per_iteration * self.cfg.ppo.batch_size
 
   @property
   def warmup_iterations(self) -> int:
@@ -175,22 +224,54 @@ class RLHP:
   @property
   def rl_env_step_budget(self) -> int:
     """Env steps of RL after the initial labels: the label schedule's time axis."""
-    return (self.num_iterations - self.warmup_iterations) * self.cfg.ppo.batch_size
+    return (self.num_iterations - self.warmup_iterations) * self.iteration_env_steps
 
   def chunk(self, state: RLHPState, teacher: teachers.TeacherParams):
     """``run.iterations_per_call`` iterations (lax.scan); metrics stacked [k]."""
     return jax.lax.scan(lambda s, _: self.iteration(s, teacher), state,
                         length=self.cfg.run.iterations_per_call)
 
-  def evaluate(self, state: RLHPState, key: jax.Array):
-    return ppo.evaluate(self.agent, self.env, state.ppo.params, key,
-                        num_episodes=self.cfg.run.eval_episodes)
+  def evaluate(self, state: RLHPState, key: jax.Array) -> ppo.Evaluation:
+    return self.evaluate_policy(state.ppo.params, key)
+
+  def evaluate_policy(self, params: ppo.AgentParams, key: jax.Array) -> ppo.Evaluation:
+    return ppo.evaluate(self.agent, self.env, params, key,
+                        num_episodes=self.cfg.run.eval_episodes,
+                        length=self.cfg.run.eval_episode_length)
+
+
+def normalized_true_reward(_, transitions) -> jax.Array:
+  """The oracle's reward through exactly the learned reward's normalisation (zero mean, unit
+  std over the rollout batch): the baseline that isolates what normalising costs."""
+  r = transitions.true_reward
+  return (r - r.mean()) / (r.std() + 1e-8)
 
 
 def num_iterations(cfg: ExperimentConfig) -> int:
   """Iterations covering total_env_steps, rounded up to whole jitted chunks."""
   k = cfg.run.iterations_per_call
-  return k * math.ceil(cfg.run.total_env_steps / (cfg.ppo.batch_size * k))
+  per_iteration = cfg.ppo.batch_size * cfg.prefs.rollouts_per_iteration
+  return k * math.ceil(cfg.run.total_env_steps / (per_iteration * k))
+
+
+EVAL_KEYS = {"eval/return": "task_return", "eval/seals_return": "seals_return",
+             "eval/gym_return": "gym_return", "eval/healthy_fraction": "healthy_fraction",
+             "eval/forward_speed": "forward_speed"}
+"""Metrics row keys of an evaluation (per run: mean over episodes) and their ``Evaluation``
+fields; ``eval/return`` is the task's own return."""
+
+PROGRESS_KEYS = {"train/episode_return": "train", "eval/return": "task",
+                 "eval/seals_return": "seals", "eval/gym_return": "gym",
+                 "eval/healthy_fraction": "healthy", "prefs/labels": "labels",
+                 "reward/true_corr": "corr"}
+
+
+def eval_row(ev: ppo.Evaluation) -> dict:
+  """Per-run means of an evaluation ([runs, E] leaves) for a metrics row, plus the worst
+  episode's healthy fraction."""
+  row = {key: np.asarray(getattr(ev, f)).mean(-1) for key, f in EVAL_KEYS.items()}
+  row["eval/healthy_fraction_min"] = np.asarray(ev.healthy_fraction).min(-1)
+  return row
 
 
 # -- host side -------------------------------------------------------------------------------
@@ -253,10 +334,50 @@ class Layout:
     return "" if self.devices == 1 else f", {self.kind} split over {self.devices} devices"
 
 
+class BackgroundEval:
+  """Evaluates the policy while training goes on. A 1000-step evaluation is a long chain of
+  small sequential steps (about as long as several training chunks on CPU); when the layout
+  leaves a device idle (XLA:CPU: a spare core) the policy's parameters are copied there and
+  evaluated asynchronously, and the result becomes a metrics row of its own once it is ready.
+  Without a spare device it evaluates in line. Rows carry the chunk, env steps, ``wall_s`` and
+  ``time`` of the moment the evaluated policy existed, so curves against wall-clock do not
+  count evaluation as training time."""
+
+  def __init__(self, system: "RLHP", layout: "Layout", evaluate, eval_keys):
+    spare = jax.devices()[layout.devices:]
+    self.device = spare[-1] if spare else None
+    self.evaluate, self.keys, self.pending = evaluate, eval_keys, None
+    if self.device is not None:
+      self.evaluate = jax.jit(jax.vmap(system.evaluate_policy))
+      self.keys = jax.device_put(jax.device_get(eval_keys), self.device)
+
+  def submit(self, state: RLHPState, row: dict) -> list[dict]:
+    """Starts evaluating ``state``'s policy; returns finished rows (in line: this one)."""
+    if self.device is None:
+      return [{**row, **eval_row(jax.device_get(self.evaluate(state, self.keys)))}]
+    done = self.wait()
+    params = jax.device_put(state.ppo.params, self.device)
+    self.pending = (row, self.evaluate(params, self.keys))
+    return done
+
+  def ready(self) -> list[dict]:
+    """The pending evaluation's row if it has finished, without waiting."""
+    if self.pending is None or not all(x.is_ready() for x in jax.tree.leaves(self.pending[1])):
+      return []
+    return self.wait()
+
+  def wait(self) -> list[dict]:
+    if self.pending is None:
+      return []
+    row, ev = self.pending
+    self.pending = None
+    return [{**row, **eval_row(jax.device_get(ev))}]
+
+
 def compile_runs(system: "RLHP", keys: jax.Array):
   """The synthetic driver's jitted functions over a stack of runs, laid out by ``Layout``:
   returns (layout, init(keys) -> state, chunk(state, teacher) -> (state, metrics),
-  evaluate(state, keys) -> (returns, lengths, qpos, alive))."""
+  evaluate(state, keys) -> ppo.Evaluation with a leading runs axis)."""
   like = jax.eval_shape(system.init_runs, keys)
   layout = Layout.choose(like, len(keys), system.cfg.ppo.num_envs)
   st, per_run = layout.state, layout.per_run
@@ -289,7 +410,7 @@ class SyntheticGatherer:
 
   def label(self, query: dict, iteration: int):
     label, valid = self._teach(jnp.asarray(query["pairs"]["true_reward"]),
-                               jnp.asarray(query["teacher_key"]))
+                               jnp.asarray(query["teacher_key"]), jnp.asarray(query["mask"]))
     return np.asarray(label), np.asarray(valid)
 
 
@@ -310,6 +431,7 @@ def train(cfg: ExperimentConfig, run_dir: str, teacher_configs=None, resume: boo
                          layout.per_run)
   k = cfg.run.iterations_per_call
   n_chunks = system.num_iterations // k
+  t_start = time.perf_counter()
   state = init(keys)
   ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"))
   metrics_log = report.MetricsLog(run_dir)
@@ -319,31 +441,39 @@ def train(cfg: ExperimentConfig, run_dir: str, teacher_configs=None, resume: boo
     state = layout.put(state, layout.state)
     metrics_log.truncate(lambda row: row["chunk"] < start_chunk)
     log(f"resumed {run_dir} at chunk {start_chunk}/{n_chunks}")
-  progress = report.Progress(n_chunks * k * cfg.ppo.batch_size,
-                             {"train/episode_return": "train return", "eval/return": "eval",
-                              "prefs/labels": "labels", "reward/true_corr": "corr"})
+  progress = report.Progress(n_chunks * k * system.iteration_env_steps, PROGRESS_KEYS)
   log(f"{cfg.name}: {n_runs} run(s) ({n_teachers} teacher(s) x {n_seeds} seed(s)"
       f"{layout.describe()}) x "
-      f"{system.num_iterations} iterations x {cfg.ppo.batch_size} env steps; compiling...")
-  t_start = time.perf_counter()
-  eval_every_chunks = max(1, round(cfg.run.eval_every / (k * cfg.ppo.batch_size)))
+      f"{system.num_iterations} iterations x {system.iteration_env_steps} env steps; "
+      "compiling...")
+  eval_every_chunks = max(1, round(cfg.run.eval_every / (k * system.iteration_env_steps)))
+  ckpt_every_chunks = max(1, round(cfg.run.checkpoint_every / (k * system.iteration_env_steps)))
+  evaluator = BackgroundEval(system, layout, evaluate, eval_keys)
+
+  def write(rows):
+    for r in rows:
+      metrics_log.write(r)
+      progress(r["env_steps"], r)
+
   for c in range(start_chunk, n_chunks):
     t0 = time.perf_counter()
     state, metrics = chunk(state, teacher_per_run)
     metrics = jax.device_get(metrics)
     dt = time.perf_counter() - t0
     steps = int(np.asarray(state.ppo.env_steps)[0])
-    row = {"chunk": c, "iteration": (c + 1) * k, "env_steps": steps,
-           "wall_s": time.perf_counter() - t_start, "steps_per_s": n_runs * k * cfg.ppo.batch_size / dt}
+    stamp = {"chunk": c, "iteration": (c + 1) * k, "env_steps": steps,
+             "wall_s": time.perf_counter() - t_start, "time": time.time()}
+    row = {**stamp, "steps_per_s": n_runs * k * system.iteration_env_steps / dt}
     row.update({key: _chunk_mean(key, val) for key, val in metrics.items()})
-    if (c + 1) % eval_every_chunks == 0 or c == n_chunks - 1:
-      returns, _, _, _ = evaluate(state, eval_keys)
-      row["eval/return"] = np.asarray(returns).mean(-1)
-    metrics_log.write(row)
-    ckpt.save(c + 1, state)
-    progress(steps, row)
-    if stop_after_chunks is not None and c + 1 - start_chunk >= stop_after_chunks:
+    write([row] + evaluator.ready())
+    if ((c + 1) % eval_every_chunks == 0) and c != n_chunks - 1:
+      write(evaluator.submit(state, stamp))
+    stopping = stop_after_chunks is not None and c + 1 - start_chunk >= stop_after_chunks
+    if (c + 1) % ckpt_every_chunks == 0 or c == n_chunks - 1 or stopping:
+      ckpt.save(c + 1, state)
+    if stopping:
       return None
+  write(evaluator.wait())
   return finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir,
                 teacher_configs, time.perf_counter() - t_start)
 
@@ -366,11 +496,9 @@ def train_external(cfg: ExperimentConfig, run_dir: str, gatherer: Gatherer,
     start, state = ckpt.restore(state)
     metrics_log.truncate(lambda row: row["iteration"] <= start)
     log(f"resumed {run_dir} at iteration {start}/{system.num_iterations}")
-  progress = report.Progress(system.num_iterations * cfg.ppo.batch_size,
-                             {"train/episode_return": "train return", "eval/return": "eval",
-                              "prefs/labels": "labels", "reward/true_corr": "corr"})
+  progress = report.Progress(system.num_iterations * system.iteration_env_steps, PROGRESS_KEYS)
   t_start = time.perf_counter()
-  eval_every = max(1, round(cfg.run.eval_every / cfg.ppo.batch_size))
+  eval_every = max(1, round(cfg.run.eval_every / system.iteration_env_steps))
   try:
     for it in range(start, system.num_iterations):
       t0 = time.perf_counter()
@@ -386,11 +514,12 @@ def train_external(cfg: ExperimentConfig, run_dir: str, gatherer: Gatherer,
       metrics = jax.device_get({**metrics, **learn_metrics})
       dt = time.perf_counter() - t0
       row = {"iteration": it + 1, "env_steps": int(state.ppo.env_steps),
-             "wall_s": time.perf_counter() - t_start, "steps_per_s": cfg.ppo.batch_size / dt}
+             "steps_per_s": system.iteration_env_steps / dt}
       row.update({k: _chunk_mean(k, np.asarray(val)[None, None]) for k, val in metrics.items()})
-      if (it + 1) % eval_every == 0 or it == system.num_iterations - 1:
+      if (it + 1) % eval_every == 0 and it != system.num_iterations - 1:
         batched = jax.tree.map(lambda x: x[None], state)
-        row["eval/return"] = np.asarray(evaluate(batched, eval_keys)[0]).mean(-1)
+        row.update(eval_row(jax.device_get(evaluate(batched, eval_keys))))
+      row["wall_s"], row["time"] = time.perf_counter() - t_start, time.time()
       metrics_log.write(row)
       ckpt.save(it + 1, state)
       progress(row["env_steps"], row)
@@ -413,36 +542,56 @@ def _query_dict(query: Query) -> dict:
 
 def finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir, teacher_configs,
            wall) -> dict:
-  """Final evaluation of every run, summary, learning-curve PNG and policy video."""
-  returns, lengths, qpos, alive = jax.device_get(evaluate(state, eval_keys))
+  """Final evaluation of every run (also the last row of the metrics), summary, learning-curve
+  PNG and policy video."""
+  ev = jax.device_get(evaluate(state, eval_keys))
+  last_row = metrics_log.rows[-1] if metrics_log.rows else {}
+  metrics_log.write({**{k: last_row[k] for k in ("chunk", "iteration", "env_steps") if k in last_row},
+                     "env_steps": int(np.asarray(state.ppo.env_steps).ravel()[0]),
+                     "wall_s": wall, "time": time.time(), "final": True, **eval_row(ev)})
+  qpos, alive = ev.qpos, ev.alive
   per_episode = lambda f, *xs: np.asarray(jax.vmap(jax.vmap(f, in_axes=1))(*xs))
   flips = per_episode(tasks.flips_completed, qpos[..., 2])
   landed = per_episode(tasks.flips_landed, qpos[..., 2], qpos[..., 1])
+  returns = np.asarray(ev.task_return)
   summary = {
-      "name": cfg.name, "reward_source": cfg.reward_source,
+      "name": cfg.name, "reward_source": cfg.reward_source, "task": cfg.env.task,
+      "env_mode": cfg.env.mode,
       "env_steps": int(np.asarray(state.ppo.env_steps)[0]), "runs": len(returns),
       "wall_s": wall, "teachers": [_teacher_name(t) for t in teacher_configs],
       "num_seeds": cfg.run.num_seeds,
+      "eval_episodes": cfg.run.eval_episodes, "eval_episode_length": cfg.run.eval_episode_length,
       "eval_return_per_run": returns.mean(-1).tolist(),
       "eval_return_mean": float(returns.mean()),
+      "eval_seals_return_per_run": np.asarray(ev.seals_return).mean(-1).tolist(),
+      "eval_gym_return_per_run": np.asarray(ev.gym_return).mean(-1).tolist(),
+      "eval_gym_return_min_per_run": np.asarray(ev.gym_return).min(-1).tolist(),
+      "eval_healthy_fraction_per_run": np.asarray(ev.healthy_fraction).mean(-1).tolist(),
+      "eval_healthy_fraction_min_per_run": np.asarray(ev.healthy_fraction).min(-1).tolist(),
+      "eval_forward_speed_per_run": np.asarray(ev.forward_speed).mean(-1).tolist(),
       "flips_per_episode_per_run": flips.mean(-1).tolist(),
       "landed_flips_per_episode_per_run": landed.mean(-1).tolist(),
       "labels_per_run": (np.asarray(state.buffer.count).tolist()
                          if system.preference_learning else [0] * len(returns)),
   }
-  last = metrics_log.rows[-1] if metrics_log.rows else {}
   for key in ("reward/true_corr", "reward/val_accuracy", "reward/val_oracle_agreement"):
-    if key in last:
-      summary[key.replace("/", "_") + "_per_run"] = last[key]
-  series = {"eval/return": "eval (deterministic)", "train/episode_return": "train episodes"}
+    if key in last_row:
+      summary[key.replace("/", "_") + "_per_run"] = last_row[key]
   report.plot_learning_curve(metrics_log.rows, os.path.join(run_dir, "learning_curve.png"),
-                             title=f"{cfg.name}: true return", series=series,
-                             second_x="prefs/labels" if system.preference_learning else None)
+                             title=f"{cfg.name}: returns of the deterministic policy",
+                             series=CURVE_SERIES,
+                             second_x="prefs/labels" if system.preference_learning else None,
+                             fraction_key="eval/healthy_fraction")
   first = np.asarray(qpos[0, :, 0])[np.asarray(alive[0, :, 0]).astype(bool)]
   np.save(os.path.join(run_dir, "eval_qpos.npy"), first)  # re-render with `rlhp-jax render`
   if cfg.run.video:
     summary["video"] = write_policy_video(cfg, run_dir, first)
   return summary
+
+
+CURVE_SERIES = {"eval/return": "task return", "eval/seals_return": "seals-style return",
+                "eval/gym_return": "Gym-rules return",
+                "train/episode_return": "train episodes (task)"}
 
 
 def _teacher_name(t: teachers.TeacherConfig) -> str:
@@ -452,14 +601,17 @@ def _teacher_name(t: teachers.TeacherConfig) -> str:
   return str(t)
 
 
+COUNTERS = ("prefs/labels", "prefs/requested")
+"""Metrics that count up over a run: a chunk reports their last value, not a mean."""
+
+
 def _chunk_mean(key, values):
-  """Mean over a chunk's iterations per run ([runs, k, ...] -> [runs, ...]); episode returns
-  average only over iterations in which an episode ended; counters keep their last value."""
+  """Mean over a chunk's iterations per run ([runs, k, ...] -> [runs, ...]), ignoring NaN
+  (an iteration in which no episode ended has no train return); counters keep their last
+  value."""
   values = np.asarray(values, float)
-  if key.startswith("prefs/") and key != "prefs/disagreement":
+  if key in COUNTERS:
     return values[:, -1].tolist()
-  if key == "train/episode_return":
-    values = np.where(values == 0, np.nan, values)
   with np.errstate(all="ignore"), warnings.catch_warnings():
     warnings.simplefilter("ignore", category=RuntimeWarning)
     out = np.nanmean(values, axis=1)

@@ -23,7 +23,8 @@ from flax import struct
 
 from rlhp_jax import networks, running_stats
 from rlhp_jax import validation as v
-from rlhp_jax.envs.hopper import EnvState, Hopper
+from rlhp_jax.envs import tasks
+from rlhp_jax.envs.hopper import EnvState, Hopper, applied_action, is_healthy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,9 +297,10 @@ def update(agent: Agent, params: AgentParams, opt_state, transitions: Transition
 
 
 def init_state(agent: Agent, env: Hopper, key: jax.Array) -> PPOState:
-  k_agent, k_env, k_state = jax.random.split(key, 3)
+  k_agent, k_env, k_state, k_stagger = jax.random.split(key, 4)
   params = agent.init(k_agent)
   env_state = jax.vmap(env.reset)(jax.random.split(k_env, agent.cfg.num_envs))
+  env_state = jax.vmap(env.stagger)(env_state, jax.random.split(k_stagger, agent.cfg.num_envs))
   return PPOState(params=params, opt_state=agent.optimizer.init(trainable(params)), env_state=env_state,
                   key=k_state, env_steps=jnp.zeros((), jnp.int32))
 
@@ -329,23 +331,58 @@ def true_reward_fn(_, transitions: Transition) -> jax.Array:
   return transitions.true_reward
 
 
-def evaluate(agent: Agent, env: Hopper, params: AgentParams, key: jax.Array,
-             num_episodes: int = 10):
-  """Deterministic-policy evaluation: true return of ``num_episodes`` full episodes.
+@struct.dataclass
+class Evaluation:
+  """Deterministic-policy episodes, every return the Hopper literature uses; leaves [E] unless
+  marked. One rollout of ``length`` steps per episode yields all of them:
 
-  Each episode runs until termination or ``episode_length`` steps. Returns per-episode
-  true_return [E] and length [E], and the qpos trace [L, E, 6] with its alive mask [L, E]
-  (for videos and for counting flips).
+  * ``task_return``: the env's own task score (what the true-reward arm optimises; in gym mode
+    summed until termination);
+  * ``seals_return``: forward + 1 per healthy step - 1e-3 |a|^2 over all ``length`` steps, no
+    termination (seals/Hopper-v1, what imitation reports);
+  * ``gym_return``: Gym's Hopper reward summed until the first unhealthy step (inclusive), i.e.
+    the return under Gym's termination rules;
+  * ``healthy_fraction``: share of the ``length`` steps inside Gym's healthy range;
+  * ``forward_speed``: metres travelled forward per second over the episode.
   """
+
+  task_return: jax.Array
+  seals_return: jax.Array
+  gym_return: jax.Array
+  gym_length: jax.Array        # steps until Gym would have terminated the episode
+  healthy_fraction: jax.Array
+  forward_speed: jax.Array
+  qpos: jax.Array              # [L, E, 6] trace, for videos and for counting flips
+  alive: jax.Array             # [L, E] bool, steps before the task's termination
+
+
+def evaluate(agent: Agent, env: Hopper, params: AgentParams, key: jax.Array,
+             num_episodes: int = 10, length: int | None = None) -> Evaluation:
+  """Deterministic-policy evaluation: ``num_episodes`` episodes of ``length`` steps (default
+  the env's episode length), scored by every definition in ``Evaluation``."""
+  cfg = env.cfg
+  length = length or cfg.episode_length
   states = jax.vmap(env.reset)(jax.random.split(key, num_episodes))
   step = jax.vmap(env.step)
+  healthy_of = jax.vmap(lambda q, v: is_healthy(q, v, cfg))
+  seals = jax.vmap(lambda q, a, nq, h: tasks.seals_reward(q, a, nq, cfg.dt, h))
+  gym = jax.vmap(lambda q, a, nq: tasks.gym_reward(q, a, nq, cfg.dt))
 
   def one_step(carry, _):
-    state, alive = carry
-    nxt = step(state, agent.deterministic_action(params, state.obs))
-    reward = jnp.where(alive, nxt.true_reward, 0.0)
-    return (nxt, alive & ~nxt.done), (reward, alive, state.data.qpos)
+    state, alive, gym_alive = carry
+    action = applied_action(agent.deterministic_action(params, state.obs))
+    nxt = step(state, action)
+    healthy = healthy_of(nxt.data.qpos, nxt.data.qvel)
+    q, nq = state.data.qpos, nxt.data.qpos
+    out = (jnp.where(alive, nxt.true_reward, 0.0), seals(q, action, nq, healthy),
+           jnp.where(gym_alive, gym(q, action, nq), 0.0), gym_alive, healthy, alive, q)
+    return (nxt, alive & ~nxt.terminated, gym_alive & healthy), out
 
-  _, (rewards, alive, qpos) = jax.lax.scan(
-      one_step, (states, jnp.ones(num_episodes, bool)), length=env.cfg.episode_length)
-  return rewards.sum(0), alive.sum(0), qpos, alive
+  ones = jnp.ones(num_episodes, bool)
+  (last, _, _), (task, seals_r, gym_r, gym_alive, healthy, alive, qpos) = jax.lax.scan(
+      one_step, (states, ones, ones), length=length)
+  return Evaluation(
+      task_return=task.sum(0), seals_return=seals_r.sum(0), gym_return=gym_r.sum(0),
+      gym_length=gym_alive.sum(0), healthy_fraction=healthy.mean(0),
+      forward_speed=(last.data.qpos[:, 0] - qpos[0, :, 0]) / (length * cfg.dt),
+      qpos=qpos, alive=alive)

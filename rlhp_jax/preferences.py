@@ -35,6 +35,11 @@ class PreferenceConfig:
   """"disagreement": keep the candidate pairs on which the ensemble disagrees most."""
   oversample: int = 10
   """Candidate pairs drawn per selected pair for disagreement selection."""
+  rollouts_per_iteration: int = 1
+  """PPO rollouts (each followed by its PPO update) per RLHP iteration. Pairs are selected from
+  all of them, then labelled, and the reward model trains once: with small PPO batches this
+  keeps the reward model's training and the candidate pool per env step independent of the
+  PPO shape."""
 
   def __post_init__(self):
     v.positive_int(self.total_labels, "prefs.total_labels")
@@ -45,6 +50,7 @@ class PreferenceConfig:
     v.positive_int(self.fragment_length, "prefs.fragment_length")
     v.one_of(self.selection, ("disagreement", "random"), "prefs.selection")
     v.positive_int(self.oversample, "prefs.oversample")
+    v.positive_int(self.rollouts_per_iteration, "prefs.rollouts_per_iteration")
 
   @property
   def initial_labels(self) -> int:

@@ -41,7 +41,12 @@ class RewardModelConfig:
   """Adapt L2 down (x 1/l2_factor) when val/train loss falls below this."""
   l2_high: float = 1.5
   """Adapt L2 up (x l2_factor) when val/train loss rises above this."""
-  l2_factor: float = 2.0
+  l2_factor: float = 1.2
+  """Step of the L2 adaptation per reward-model update (small: the coefficient moves smoothly)."""
+  l2_min: float = 1e-5
+  """Floor of the L2 coefficient: with few labels validation loss can sit below 1.1x training
+  loss for a long time, and the rule would otherwise drive L2 towards zero."""
+  l2_max: float = 10.0
   bootstrap: bool = True
   """Each member trains on its own Poisson(1) online bootstrap resample of the labels."""
 
@@ -61,6 +66,9 @@ class RewardModelConfig:
     v.require(0 < self.l2_low < self.l2_high, "reward.l2_low",
               f"need 0 < l2_low < l2_high, got {self.l2_low!r}, {self.l2_high!r}")
     v.require(self.l2_factor > 1, "reward.l2_factor", f"must be > 1, got {self.l2_factor!r}")
+    v.require(0 < self.l2_min <= self.l2_init <= self.l2_max, "reward.l2_min",
+              f"need 0 < l2_min <= l2_init <= l2_max, got {self.l2_min!r}, {self.l2_init!r}, "
+              f"{self.l2_max!r}")
 
 
 class RewardNet(nn.Module):
@@ -178,7 +186,7 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
 
   (params, opt_state), _ = jax.lax.scan(sgd_step, (state.params, state.opt_state),
                                         jax.random.split(key, cfg.steps_per_iteration))
-  metrics = evaluate(ensemble, params, buffer)
+  metrics = evaluate(ensemble, params, buffer, member_w)
   ratio = metrics["reward/val_nll_member"] / jnp.maximum(metrics["reward/train_nll_member"], 1e-8)
   l2 = adapt_l2(state.l2, ratio, has_train & (jnp.sum(val_mask) > 0), cfg)
   metrics["reward/val_train_ratio"] = ratio
@@ -187,16 +195,21 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
 
 
 def adapt_l2(l2, ratio, can_adapt, cfg: RewardModelConfig):
-  """The paper's rule, per member: keep validation loss within [l2_low, l2_high] x training loss
-  by multiplying the L2 coefficient by ``l2_factor`` when validation loss is too high
-  (overfitting) and dividing it when too low. Clipped to [1e-8, 10]."""
+  """The paper's rule, per member: keep validation loss within [l2_low, l2_high] x the member's
+  own (bootstrap-weighted) training loss by multiplying the L2 coefficient by ``l2_factor`` when
+  validation loss is too high (overfitting) and dividing it when too low. Clipped to
+  [l2_min, l2_max]."""
   l2 = jnp.where(can_adapt & (ratio > cfg.l2_high), l2 * cfg.l2_factor, l2)
   l2 = jnp.where(can_adapt & (ratio < cfg.l2_low), l2 / cfg.l2_factor, l2)
-  return jnp.clip(l2, 1e-8, 10.0)
+  return jnp.clip(l2, cfg.l2_min, cfg.l2_max)
 
 
-def evaluate(ensemble: RewardEnsemble, params, buffer) -> dict:
+def evaluate(ensemble: RewardEnsemble, params, buffer, member_weight=None) -> dict:
   """Losses and accuracy of the ensemble on the buffer's training and validation labels.
+
+  member_weight: [K, C] each member's weights over the buffer (its bootstrap resample of the
+  training labels); the member's training loss is weighted by them, so that it is the loss the
+  member was fitted to. None weighs every training label once.
 
   Accuracy: the ensemble-mean P[fragment 1 preferred] on the right side of 0.5, over
   validation pairs that are not ties. Oracle agreement: the same against the true fragment
@@ -206,8 +219,11 @@ def evaluate(ensemble: RewardEnsemble, params, buffer) -> dict:
   train_mask = (buffer.filled() & ~buffer.is_val).astype(jnp.float32)
   val_mask = (buffer.filled() & buffer.is_val).astype(jnp.float32)
   returns = ensemble.fragment_returns(params, buffer.obs, buffer.action)     # [K, C, 2]
-  nll = lambda w: jax.vmap(lambda r: bradley_terry_loss(r[:, 0], r[:, 1], buffer.label, w,
-                                                        cfg.rater_noise))(returns)
+  if member_weight is None:
+    member_weight = jnp.broadcast_to(train_mask, returns.shape[:2])
+  per_member = jax.vmap(lambda r, w: bradley_terry_loss(r[:, 0], r[:, 1], buffer.label, w,
+                                                        cfg.rater_noise))
+  nll = lambda w: per_member(returns, jnp.broadcast_to(w, returns.shape[:2]))
   p = preference_probability(returns[..., 0], returns[..., 1], cfg.rater_noise).mean(0)  # [C]
   decided = val_mask * (buffer.label != 0.5)
   correct = (p > 0.5) == (buffer.label > 0.5)
@@ -215,9 +231,9 @@ def evaluate(ensemble: RewardEnsemble, params, buffer) -> dict:
   oracle_decided = val_mask * (buffer.oracle_return[:, 0] != buffer.oracle_return[:, 1])
   n_val = jnp.sum(decided)
   return {
-      "reward/train_nll_member": nll(train_mask),
+      "reward/train_nll_member": nll(member_weight),
       "reward/val_nll_member": nll(val_mask),
-      "reward/train_nll": jnp.mean(nll(train_mask)),
+      "reward/train_nll": jnp.mean(nll(member_weight)),
       "reward/val_nll": jnp.mean(nll(val_mask)),
       "reward/val_accuracy": jnp.where(n_val > 0, jnp.sum(decided * correct) / n_val, jnp.nan),
       "reward/val_oracle_agreement": jnp.where(

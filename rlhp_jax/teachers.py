@@ -10,8 +10,8 @@ settings, so an ablation over teachers is a ``vmap`` over ``TeacherParams``, one
            ~ Bernoulli(sigmoid(beta * (R_1 - R_2)))     Boltzmann-rational when beta > 0
     flip the label with probability ``mistake``         mistakes
 
-``S`` is the largest |R| among the pairs of the current query batch, so ``skip`` and ``equal`` are
-fractions of the batch's scale and carry across tasks. Label 1 means fragment 1 is preferred.
+``S`` is the largest |R| among the pairs actually asked in the current query batch (``mask``), so
+``skip`` and ``equal`` are fractions of the batch's scale and carry across tasks. Label 1 means fragment 1 is preferred.
 """
 
 from __future__ import annotations
@@ -85,15 +85,17 @@ def fragment_return(params: TeacherParams, rewards: jax.Array) -> jax.Array:
   return jnp.sum(rewards * weights, axis=-1)
 
 
-def teach(params: TeacherParams, rewards: jax.Array, key: jax.Array):
+def teach(params: TeacherParams, rewards: jax.Array, key: jax.Array, mask=None):
   """Labels a batch of pairs.
 
-  rewards: [N, 2, L] oracle rewards of both fragments of each pair.
+  rewards: [N, 2, L] oracle rewards of both fragments of each pair; mask: [N] bool, the pairs
+  asked (default all): only they set the scale ``S`` of the skip and equal thresholds.
   Returns (label [N] in {0, 0.5, 1}, valid [N] bool; False where the teacher skipped).
   """
   returns = fragment_return(params, rewards)                # [N, 2]
   r1, r2 = returns[:, 0], returns[:, 1]
-  scale = jnp.max(jnp.abs(returns)) + 1e-8
+  asked = jnp.ones(r1.shape, bool) if mask is None else jnp.asarray(mask, bool)
+  scale = jnp.max(jnp.where(asked[:, None], jnp.abs(returns), 0.0)) + 1e-8
   k_boltz, k_mistake = jax.random.split(key)
   exact = jnp.where(r1 > r2, 1.0, jnp.where(r1 < r2, 0.0, 0.5))
   p_boltz = jax.nn.sigmoid(params.beta * (r1 - r2))

@@ -206,3 +206,50 @@ def test_hop_forward_oracle_hand_numbers():
   np.testing.assert_allclose(r, 2.0 + 1.0 - 2e-3, rtol=1e-6)
   r0 = tasks.hop_forward(q, jnp.zeros(6), jnp.zeros(3), q, jnp.zeros(6), 0.008, 0.0)
   assert float(r0) == 0.0
+  r1 = tasks.hop_forward(q, jnp.zeros(6), jnp.zeros(3), q, jnp.zeros(6), 0.008, 1.0)
+  assert float(r1) == 1.0
+  # the paper's fixed-horizon task: no control cost, a penalty instead of termination
+  kw = dict(ctrl_cost=0.0, unhealthy_penalty=10.0)
+  a = jnp.array([1.0, 0.0, -1.0])
+  healthy = tasks.hop_forward(q, q, a, q.at[0].set(0.016), q, 0.008, 1.0, **kw)
+  fallen = tasks.hop_forward(q, q, a, q.at[0].set(0.016), q, 0.008, 0.0, **kw)
+  np.testing.assert_allclose([healthy, fallen], [3.0, -10.0], rtol=1e-6)
+  # Gym pays the bonus on the terminating step too
+  gym = tasks.hop_forward(q, q, a, q.at[0].set(0.016), q, 0.008, 0.0, bonus_always=True)
+  np.testing.assert_allclose(gym, 3.0 - 2e-3, rtol=1e-6)
+
+
+def test_fixed_horizon_env_charges_the_penalty_outside_the_healthy_range():
+  env = hopper.make(hopper.HopperConfig(mode="fixed_horizon", ctrl_cost=0.0,
+                                        unhealthy_penalty=10.0))
+  state = env.reset(jax.random.PRNGKey(0))
+  lying = state.replace(data=state.data.replace(qpos=state.data.qpos.at[1].set(0.3)))
+  nxt = jax.jit(env.step)(lying, jnp.ones(3))
+  np.testing.assert_allclose(float(nxt.true_reward), -10.0, atol=1e-5)
+  assert not bool(nxt.terminated)
+
+
+def test_health_check_and_observation_agree_on_the_pitch():
+  """After a whole backward turn the torso is upright again: the observation shows pitch ~0.05
+  and the health check agrees (Gym's raw check would call it fallen at -2 pi + 0.05)."""
+  cfg = hopper.HopperConfig(mode="fixed_horizon")
+  qpos = jnp.array([0.0, 1.25, 0.05 - 2 * np.pi, 0.0, 0.0, 0.0])
+  obs = hopper.observe(qpos, jnp.zeros(6))
+  np.testing.assert_allclose(obs[1], 0.05, atol=1e-5)
+  assert bool(hopper.is_healthy(qpos, jnp.zeros(6), cfg))
+  tilted = qpos.at[2].set(0.3 - 2 * np.pi)
+  np.testing.assert_allclose(hopper.observe(tilted, jnp.zeros(6))[1], 0.3, atol=1e-5)
+  assert not bool(hopper.is_healthy(tilted, jnp.zeros(6), cfg))
+
+
+def test_fixed_horizon_episodes_start_staggered():
+  """A fresh batch of fixed-horizon envs does not reset in lock step: their clocks start spread
+  over the episode, so the first resets are spread over time too. Gym-style envs start at 0."""
+  from rlhp_jax import ppo
+  cfg = ppo.PPOConfig(num_envs=64, unroll_length=8, num_minibatches=1)
+  agent = ppo.Agent(cfg, hopper.OBS_SIZE, hopper.ACTION_SIZE)
+  fixed = hopper.make(hopper.HopperConfig(mode="fixed_horizon", episode_length=100))
+  t = np.asarray(ppo.init_state(agent, fixed, jax.random.PRNGKey(0)).env_state.t)
+  assert t.min() >= 0 and t.max() < 100 and len(np.unique(t)) > 30
+  gym = hopper.make(hopper.HopperConfig(mode="gym"))
+  assert (np.asarray(ppo.init_state(agent, gym, jax.random.PRNGKey(0)).env_state.t) == 0).all()

@@ -36,11 +36,72 @@ def test_disagreement_selection_keeps_the_most_disputed_pairs():
     return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
 
   key = jax.random.PRNGKey(4)
-  chosen, score = fragments.select(key, tr, 5, 4, "disagreement", 10, member_returns, 0.1)
-  everything, all_scores = fragments.select(key, tr, 50, 4, "random", 1, member_returns, 0.1)
+  chosen, score = fragments.select(key, tr, 5, 4, "disagreement", 10, member_returns)
+  everything, all_scores = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
   np.testing.assert_allclose(score, np.sort(np.asarray(all_scores))[::-1][:5], rtol=1e-6)
   np.testing.assert_array_equal(chosen.true_reward,
                                 everything.true_reward[np.argsort(-np.asarray(all_scores))[:5]])
+
+
+def test_fragments_never_straddle_an_episode_reset():
+  """Episodes end at different steps in each env (and twice in env 1); every sampled fragment
+  lies inside one episode: no step but its last ends an episode. Uniform starts would cross a
+  reset in about a third of these fragments."""
+  T, B, L = 40, 4, 8
+  done = np.zeros((T, B), bool)
+  done[[5, 17, 29], 0] = True
+  done[[10, 11], 1] = True
+  done[[20], 2] = True
+  done[[3, 13, 23, 33], 3] = True
+  tr = fake_transitions(T, B).replace(done=jnp.asarray(done))
+  t0, env = fragments.sample_starts(jax.random.PRNGKey(0), 4000, tr.done, L)
+  t0, env = np.asarray(t0).ravel(), np.asarray(env).ravel()
+  inside = np.array([not done[t:t + L - 1, b].any() for t, b in zip(t0, env)])
+  assert inside.all(), f"{(~inside).sum()} of {len(inside)} fragments straddle a reset"
+  assert (t0 + L <= T).all()
+  # every valid start is reachable: the sampler is uniform over them, not just a safe subset
+  valid = np.asarray(fragments.valid_starts(tr.done, L))
+  hit = np.zeros_like(valid)
+  hit[t0, env] = True
+  assert (hit == valid).all()
+  # what uniform sampling over all starts would have done
+  all_starts = [(t, b) for t in range(T - L + 1) for b in range(B)]
+  crossing = np.mean([done[t:t + L - 1, b].any() for t, b in all_starts])
+  assert crossing > 0.25
+  # the pairs select() hands out obey the same rule
+  pairs, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1,
+                              lambda o, a: jnp.zeros((1,) + o.shape[:2]))
+  steps = np.asarray(pairs.true_reward) // 100        # the time code of each step
+  assert (np.diff(steps, axis=-1) == 1).all()
+
+
+def test_fragments_carry_the_applied_clipped_action():
+  """The reward model learns from what the physics applied: actions clipped to [-1, 1]."""
+  tr = fake_transitions()                               # raw "actions" up to 1903
+  frag = fragments.cut(tr, jnp.array([[0, 5]]), jnp.array([[1, 2]]), 4)
+  assert float(jnp.max(jnp.abs(frag.action))) <= 1.0
+  np.testing.assert_array_equal(frag.action[0, 1, 1], [1.0, 1.0, 1.0])
+
+
+def test_disagreement_ranks_pairs_when_members_are_saturated():
+  """Three confident members (returns in the hundreds) that disagree on every pair: the variance
+  of P[1 preferred] sits at its maximum for all of them, the score must still rank the pairs."""
+  from rlhp_jax.reward_model import preference_probability
+  n = 6
+  base = jnp.linspace(50.0, 300.0, n)
+  # member 0 prefers fragment 1 by `base`; members 1 and 2 prefer fragment 2 by varying margins
+  diff = jnp.stack([base, -base * jnp.linspace(1.0, 0.1, n), -jnp.full(n, 100.0)])
+  member_returns = jnp.stack([diff, jnp.zeros_like(diff)], -1)      # [K, N, 2]
+  p = preference_probability(member_returns[..., 0], member_returns[..., 1], 0.1)
+  old_score = np.asarray(jnp.var(p, axis=0))
+  assert np.ptp(old_score) < 1e-6                       # saturated: no ranking at all
+  score = np.asarray(fragments.disagreement(member_returns))
+  assert np.ptp(score) > 0.05 and len(np.unique(np.round(score, 6))) == n
+  # a pair all members agree on scores below one they split on
+  agree = jnp.stack([jnp.array([100.0, 100.0]), jnp.array([90.0, -100.0]),
+                     jnp.array([110.0, 100.0])])
+  s = np.asarray(fragments.disagreement(jnp.stack([agree, jnp.zeros_like(agree)], -1)))
+  assert s[0] < s[1]
 
 
 def test_buffer_appends_valid_pairs_in_order_without_retrace():

@@ -22,7 +22,8 @@ TINY = ["--env.episode-length", "100", "--ppo.num-envs", "8", "--ppo.unroll-leng
         "--prefs.oversample", "4", "--reward.ensemble-size", "2",
         "--reward.steps-per-iteration", "4", "--reward.batch-size", "8",
         "--run.iterations-per-call", "2", "--run.total-env-steps", "1024",
-        "--run.eval-episodes", "2", "--run.eval-every", "100000", "--run.video-width", "64",
+        "--run.eval-episodes", "2", "--run.eval-episode-length", "100",
+        "--run.eval-every", "100000", "--run.video-width", "64",
         "--run.video-height", "48"]
 
 
@@ -60,11 +61,24 @@ def test_cli_run_leaves_its_files(cli_run):
     assert os.path.getsize(os.path.join(cli_run, name)) > 0, name
   summary = json.load(open(os.path.join(cli_run, "summary.json")))
   assert summary["labels_per_run"] == [24] and summary["env_steps"] == 1024
-  rows = [json.loads(l) for l in open(os.path.join(cli_run, "metrics.jsonl"))]
+  all_rows = [json.loads(l) for l in open(os.path.join(cli_run, "metrics.jsonl"))]
+  rows = [r for r in all_rows if "steps_per_s" in r]           # one per training chunk
   assert len(rows) == 4 and rows[-1]["prefs/requested"] == [24]
   assert rows[0]["prefs/warmup"] == [1.0] and rows[-1]["prefs/warmup"] == [0.0]
   for key in ("reward/true_corr", "reward/val_nll", "train/true_reward", "ppo/policy_loss"):
     assert key in rows[-1]
+  # the final evaluation is the last row, with every return the summary reports
+  final = all_rows[-1]
+  assert final.get("final") and final["env_steps"] == 1024
+  for key, name in (("eval/return", "eval_return_per_run"),
+                    ("eval/seals_return", "eval_seals_return_per_run"),
+                    ("eval/gym_return", "eval_gym_return_per_run"),
+                    ("eval/healthy_fraction", "eval_healthy_fraction_per_run"),
+                    ("eval/forward_speed", "eval_forward_speed_per_run")):
+    np.testing.assert_allclose(final[key], summary[name], rtol=1e-6)
+  assert 0 <= summary["eval_healthy_fraction_min_per_run"][0] <= \
+      summary["eval_healthy_fraction_per_run"][0] <= 1
+  assert all(r["time"] >= all_rows[0]["time"] for r in all_rows)
   if summary.get("video"):
     assert os.path.getsize(summary["video"]) > 1000
     import mediapy
@@ -101,7 +115,7 @@ def test_resume_continues_bit_for_bit_in_labels(cli_run, tiny_cfg, tmp_path):
   np.testing.assert_array_equal(resumed["obs"], uninterrupted["obs"])
   np.testing.assert_array_equal(resumed["is_val"], uninterrupted["is_val"])
   rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
-  assert [r["chunk"] for r in rows] == [0, 1, 2, 3]
+  assert [r["chunk"] for r in rows if "steps_per_s" in r] == [0, 1, 2, 3]
 
 
 def test_adding_labels_never_retraces_learn(tiny_cfg):

@@ -82,11 +82,40 @@ def test_short_ppo_run_raises_true_return():
   system = loop.RLHP(cfg)
   state = jax.jit(system.init)(jax.random.PRNGKey(0))
   evaluate = jax.jit(system.evaluate)
-  before = float(evaluate(state, jax.random.PRNGKey(9))[0].mean())
+  before = float(evaluate(state, jax.random.PRNGKey(9)).task_return.mean())
   chunk = jax.jit(system.chunk)
   for _ in range(3):
     state, metrics = chunk(state, cfg.teacher.params())
-  after = float(evaluate(state, jax.random.PRNGKey(9))[0].mean())
+  after = float(evaluate(state, jax.random.PRNGKey(9)).task_return.mean())
   assert np.isfinite(np.asarray(metrics["ppo/policy_loss"])).all()
   assert int(state.ppo.env_steps) == 32 * 64 * 60
   assert after > before + 100, (before, after)
+
+
+def test_evaluation_reports_every_return_by_its_definition():
+  """One deterministic rollout scored four ways, checked against the qpos trace by hand: the
+  seals-style return (forward + 1 per healthy step, no termination), the Gym-rules return (up
+  to and including the first unhealthy step), the healthy fraction and the forward speed."""
+  from rlhp_jax.envs import hopper
+  env = hopper.make(hopper.HopperConfig(mode="fixed_horizon", episode_length=150, ctrl_cost=0.0,
+                                        unhealthy_penalty=2.0))
+  agent = ppo.Agent(ppo.PPOConfig(num_envs=4, unroll_length=8, num_minibatches=1),
+                    hopper.OBS_SIZE, hopper.ACTION_SIZE)
+  params = agent.init(jax.random.PRNGKey(1))
+  ev = jax.jit(lambda k: ppo.evaluate(agent, env, params, k, num_episodes=3, length=150))(
+      jax.random.PRNGKey(2))
+  qpos = np.asarray(ev.qpos)                                        # [L, E, 6] before each step
+  assert qpos.shape == (150, 3, 6)
+  healthy = np.asarray(ev.healthy_fraction)
+  assert ((0 <= healthy) & (healthy <= 1)).all()
+  n = np.asarray(ev.gym_length)
+  assert (n < 150).all(), "an untrained policy falls within 150 steps"
+  dt = env.cfg.dt
+  for e in range(3):
+    # Gym-rules return: forward progress over the first n steps + 1 per step, less the tiny
+    # control cost (actions in [-1, 1]^3: at most 3e-3 a step)
+    forward = (qpos[n[e], e, 0] - qpos[0, e, 0]) / dt
+    assert abs(float(ev.gym_return[e]) - (forward + n[e])) <= 3e-3 * n[e] + 1e-2
+  # the fixed-horizon task pays nothing while unhealthy and charges the penalty: below seals
+  assert (np.asarray(ev.task_return) < np.asarray(ev.seals_return)).all()
+  assert np.isfinite(np.asarray(ev.forward_speed)).all()

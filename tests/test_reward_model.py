@@ -39,6 +39,49 @@ def test_adaptive_l2_rule():
   np.testing.assert_allclose(rm.adapt_l2(l2, ratio, can, cfg), [2e-3, 1e-3, 5e-4, 1e-3])
 
 
+def test_adaptive_l2_has_a_floor_and_moves_smoothly():
+  """Validation loss below 1.1x training loss for hundreds of updates (few labels) must not
+  drive L2 to nothing, and one update moves it by the default factor only."""
+  cfg = rm.RewardModelConfig()
+  l2 = jnp.full((3,), cfg.l2_init)
+  step = rm.adapt_l2(l2, jnp.full((3,), 1.0), jnp.ones(3, bool), cfg)
+  np.testing.assert_allclose(step, l2 / cfg.l2_factor, rtol=1e-6)
+  assert cfg.l2_factor <= 1.25
+  for _ in range(500):
+    l2 = rm.adapt_l2(l2, jnp.full((3,), 0.9), jnp.ones(3, bool), cfg)
+  assert float(l2.min()) == pytest.approx(cfg.l2_min) and cfg.l2_min >= 1e-6
+  with pytest.raises(Exception, match="l2_min"):
+    rm.RewardModelConfig(l2_min=1e-3, l2_init=1e-4)
+
+
+def test_training_loss_of_a_member_is_its_bootstrap_weighted_loss():
+  """The L2 rule compares validation loss with the loss each member was fitted to: weighted by
+  its own bootstrap multiplicities, not every training label once."""
+  ens = rm.RewardEnsemble(rm.RewardModelConfig(ensemble_size=2), 11, 3)
+  params = ens.init(jax.random.PRNGKey(0)).params
+  k = jax.random.split(jax.random.PRNGKey(1), 3)
+  n = 12
+  obs = jax.random.normal(k[0], (n, 2, 3, 11))
+  act = jax.random.normal(k[1], (n, 2, 3, 3))
+  label = (jnp.arange(n) % 2).astype(jnp.float32)
+  buf = preferences.init_buffer(16, 3, 11, 3, 2)
+  buf = preferences.add(buf, obs, act, label, jnp.ones(n, bool), jnp.zeros((n, 2)), k[2], 0.0,
+                        True)
+  weight = jnp.stack([jnp.where(jnp.arange(16) < 6, 3.0, 0.0),
+                      jnp.where(jnp.arange(16) < 6, 0.0, 1.0)]) * buf.filled()   # [K, C]
+  out = rm.evaluate(ens, params, buf, weight)
+  returns = ens.fragment_returns(params, buf.obs, buf.action)
+  for m in range(2):
+    w = np.asarray(weight[m])
+    p = np.asarray(rm.preference_probability(returns[m, :, 0], returns[m, :, 1], 0.1))
+    lab = np.asarray(buf.label)
+    nll = -(lab * np.log(p) + (1 - lab) * np.log(1 - p))
+    np.testing.assert_allclose(out["reward/train_nll_member"][m], (w * nll).sum() / w.sum(),
+                               rtol=1e-5)
+  # and the two members' losses differ, as their resamples do
+  assert abs(float(out["reward/train_nll_member"][0] - out["reward/train_nll_member"][1])) > 1e-4
+
+
 def test_reward_is_mean_of_normalised_members():
   ens = rm.RewardEnsemble(rm.RewardModelConfig(ensemble_size=3), 11, 3)
   state = ens.init(jax.random.PRNGKey(0))

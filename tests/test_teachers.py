@@ -64,3 +64,16 @@ def test_all_six_teachers_in_one_vmapped_call():
   labels, valid = jax.jit(jax.vmap(T.teach, in_axes=(0, None, None)))(stacked, rewards, KEY)
   assert labels.shape == (6, 2)
   np.testing.assert_array_equal(labels[0], [1, 0])  # exact
+
+
+def test_thresholds_come_from_the_pairs_asked():
+  """A pair not asked (mask False) with a huge return must not set the skip/equal scale."""
+  rewards = pairs([10, 5.5, 3, 1000], [1, 5, 8, 0])
+  asked = jnp.array([True, True, True, False])
+  label, _ = T.teach(T.PRESETS["equal"].params(), rewards, KEY, asked)
+  np.testing.assert_array_equal(label[:3], [1, 0.5, 0])
+  label_all, _ = T.teach(T.PRESETS["equal"].params(), rewards, KEY)
+  np.testing.assert_array_equal(label_all[:3], [0.5, 0.5, 0.5])   # scale 1000: all "equal"
+  _, valid = T.teach(T.PRESETS["skip"].params(), pairs([10, 0.5, 2, 1000], [1, 0.2, 0.5, 0]),
+                     KEY, asked)
+  np.testing.assert_array_equal(valid[:3], [True, False, True])

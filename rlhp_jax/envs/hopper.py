@@ -7,7 +7,10 @@ Two modes (``HopperConfig.mode``):
   time limit. Returns are comparable with published Hopper numbers.
 * ``"fixed_horizon"`` (as seals does): never terminates, every episode lasts exactly
   ``episode_length`` steps, so nothing leaks through episode length. The healthy bonus is paid only
-  while healthy. Preference learning uses this mode; only in it can the hopper flip.
+  while healthy; hop forward charges ``unhealthy_penalty`` for each step outside the healthy range
+  instead of terminating, with no control cost (Christiano et al. 2017, appendix A). Episodes
+  start staggered (``stagger``): a batch of envs holds every phase of an episode at once.
+  Preference learning uses this mode; only in it can the hopper flip.
 
 Every state keeps ``qpos``/``qvel`` (inside ``data``) so clips can be drawn later without
 re-simulating, and the task oracle's score in ``true_reward``, which learners never read. Vmap
@@ -67,6 +70,12 @@ class HopperConfig:
   """Gym's healthy range for torso pitch: |angle| < 0.2 rad."""
   healthy_state_max: float = 100.0
   """Gym's healthy range for qpos[2:] and qvel: |value| < 100."""
+  ctrl_cost: float = 1e-3
+  """Hop forward's control cost per unit of |a|^2 (Gym's 1e-3; the paper's fixed-horizon task
+  has none: set 0)."""
+  unhealthy_penalty: float = 0.0
+  """Hop forward, fixed-horizon mode: reward subtracted for every step outside the healthy range
+  (the paper's replacement for termination). Ignored in gym mode, which terminates instead."""
 
   def __post_init__(self):
     v.one_of(self.mode, ("gym", "fixed_horizon"), "env.mode")
@@ -79,6 +88,8 @@ class HopperConfig:
     v.positive(self.healthy_z_min, "env.healthy_z_min")
     v.positive(self.healthy_angle_max, "env.healthy_angle_max")
     v.positive(self.healthy_state_max, "env.healthy_state_max")
+    v.non_negative(self.ctrl_cost, "env.ctrl_cost")
+    v.non_negative(self.unhealthy_penalty, "env.unhealthy_penalty")
 
   @property
   def dt(self) -> float:
@@ -113,23 +124,37 @@ def load_model(cfg: HopperConfig) -> mujoco.MjModel:
   return model
 
 
+def wrapped_pitch(qpos: jax.Array) -> jax.Array:
+  """The torso pitch qpos[2] wrapped to [-pi, pi): what the observation shows and the health
+  check tests (qpos keeps it unwrapped, for counting flips)."""
+  pitch = qpos[..., 2]
+  return jnp.where(jnp.abs(pitch) > jnp.pi, jnp.mod(pitch + jnp.pi, 2 * jnp.pi) - jnp.pi, pitch)
+
+
 def observe(qpos: jax.Array, qvel: jax.Array) -> jax.Array:
   """Gym's Hopper observation: [qpos[1:] (5), clip(qvel, -10, 10) (6)], with the torso pitch
   wrapped to [-pi, pi). Gym-style episodes end at |pitch| > 0.2 rad, where wrapping changes
   nothing; in fixed-horizon episodes a flipping hopper's unwrapped pitch grows by 2*pi a turn,
-  an input the policy and the reward model would never have seen before (qpos keeps it
-  unwrapped, for counting flips)."""
-  pitch = qpos[2]
-  pitch = jnp.where(jnp.abs(pitch) > jnp.pi, jnp.mod(pitch + jnp.pi, 2 * jnp.pi) - jnp.pi, pitch)
-  return jnp.concatenate([qpos[1:2], pitch[None], qpos[3:], jnp.clip(qvel, -10.0, 10.0)])
+  an input the policy and the reward model would never have seen before."""
+  return jnp.concatenate([qpos[1:2], wrapped_pitch(qpos)[None], qpos[3:],
+                          jnp.clip(qvel, -10.0, 10.0)])
 
 
 def is_healthy(qpos: jax.Array, qvel: jax.Array, cfg: HopperConfig) -> jax.Array:
-  """Gym's health check on the torso height, pitch and the rest of the state."""
-  state = jnp.concatenate([qpos[2:], qvel])
+  """Gym's health check on the torso height, pitch and the rest of the state. The pitch is the
+  observed (wrapped) one, so a hopper upright after a whole turn is healthy, as it looks; the
+  state bound applies to the wrapped pitch too. Identical to Gym's check for |pitch| < pi."""
+  state = jnp.concatenate([qpos[3:], qvel])
+  pitch = wrapped_pitch(qpos)
   return ((qpos[1] > cfg.healthy_z_min)
-          & (jnp.abs(qpos[2]) < cfg.healthy_angle_max)
+          & (jnp.abs(pitch) < cfg.healthy_angle_max)
           & jnp.all(jnp.abs(state) < cfg.healthy_state_max))
+
+
+def applied_action(action: jax.Array) -> jax.Array:
+  """The control the physics receives: the policy's sample clipped to the actuators' [-1, 1].
+  The reward model and the teachers see this, never the raw Gaussian sample."""
+  return jnp.clip(action, -1.0, 1.0)
 
 
 class Hopper:
@@ -142,7 +167,9 @@ class Hopper:
     self.cfg = cfg
     self.mj_model = load_model(cfg)
     self.mjx_model = mjx.put_model(self.mj_model)
-    self._oracle = tasks.ORACLES[cfg.task]
+    self._oracle = functools.partial(
+        tasks.ORACLES[cfg.task], bonus_always=cfg.mode == "gym", ctrl_cost=cfg.ctrl_cost,
+        unhealthy_penalty=0.0 if cfg.mode == "gym" else cfg.unhealthy_penalty)
 
   def _initial_qpos_qvel(self, key):
     kq, kv = jax.random.split(key)
@@ -163,20 +190,28 @@ class Hopper:
   def step(self, state: EnvState, action: jax.Array) -> EnvState:
     """Advances ``frame_skip`` physics steps. Does not reset; see ``auto_reset``."""
     cfg = self.cfg
-    action = jnp.clip(action, -1.0, 1.0)
+    action = applied_action(action)
     data = state.data.replace(ctrl=action)
     data = jax.lax.fori_loop(0, cfg.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)
     healthy = is_healthy(data.qpos, data.qvel, cfg)
     gym = cfg.mode == "gym"
-    bonus_due = jnp.ones(()) if gym else healthy.astype(jnp.float32)
     true_reward = self._oracle(state.data.qpos, state.data.qvel, action, data.qpos, data.qvel,
-                               cfg.dt, bonus_due)
+                               cfg.dt, healthy.astype(jnp.float32))
     t = state.t + 1
     return state.replace(
         data=data, obs=observe(data.qpos, data.qvel), true_reward=true_reward,
         terminated=jnp.logical_not(healthy) if gym else jnp.zeros((), bool),
         truncated=t >= cfg.episode_length, t=t,
         episode_return=state.episode_return + true_reward)
+
+  def stagger(self, state: EnvState, key: jax.Array) -> EnvState:
+    """Fixed-horizon mode: starts a fresh env's clock at a random step in [0, episode_length),
+    so its first episode is shorter and a batch of envs never resets in lock step: every
+    rollout, PPO batch and candidate pool holds every phase of an episode, and the episode's
+    length says nothing about behaviour. Gym-style episodes are returned unchanged."""
+    if self.cfg.mode != "fixed_horizon":
+      return state
+    return state.replace(t=jax.random.randint(key, (), 0, self.cfg.episode_length))
 
   def auto_reset(self, state: EnvState) -> EnvState:
     """Restarts the episode in place if it is done; otherwise returns ``state`` unchanged."""

@@ -21,23 +21,54 @@ import jax.numpy as jnp
 
 Oracle = Callable[..., jnp.ndarray]
 
-# Hop forward: the Gym Hopper reward.
+# Hop forward: the Gym Hopper reward, and the paper's fixed-horizon variant of it.
 FORWARD_WEIGHT = 1.0
 HEALTHY_BONUS = 1.0
 CTRL_COST = 1e-3
+"""Gym's (and seals') control cost per unit of |a|^2."""
 
 
-def hop_forward(qpos, qvel, action, next_qpos, next_qvel, dt, healthy):
-  """Gym Hopper reward: forward velocity + healthy bonus - control cost.
+def hop_forward(qpos, qvel, action, next_qpos, next_qvel, dt, healthy, *, bonus_always=False,
+                ctrl_cost=CTRL_COST, unhealthy_penalty=0.0):
+  """Hop forward.
 
-  r = (x' - x) / dt + 1[healthy] - 1e-3 * |a|^2
+  gym-style (``bonus_always``):  r = (x' - x) / dt + 1 - ctrl_cost * |a|^2
+  fixed-horizon:                 r = 1[healthy'] * ((x' - x) / dt + 1)
+                                     - unhealthy_penalty * 1[not healthy'] - ctrl_cost * |a|^2
 
-  ``healthy`` is 1.0 whenever the healthy bonus is due: always in gym-style mode (Gym pays it
-  on the terminating step too), only while healthy in fixed-horizon mode.
+  ``healthy`` is 1.0 while the state after the step is in Gym's healthy range. Gym-style mode
+  ends the episode at the first unhealthy step (and pays that step in full, as Gym does). The
+  fixed-horizon task replaces that termination by a penalty, as Christiano et al. (2017,
+  appendix A) set Hopper up: a step outside the healthy range earns nothing (as a terminated
+  episode would) and costs ``unhealthy_penalty``; the paper's task has no control cost (A.1).
+  Without the first part a fallen hopper that crawls along the floor at 2 m/s out-earns one that
+  stands, and a policy learns to fall forward and crawl (measured: seals-style return 1940 with
+  5% of its steps healthy).
   """
   del qvel, next_qvel
   forward = (next_qpos[0] - qpos[0]) / dt
-  return FORWARD_WEIGHT * forward + HEALTHY_BONUS * healthy - CTRL_COST * jnp.sum(action**2)
+  if bonus_always:
+    earned = FORWARD_WEIGHT * forward + HEALTHY_BONUS
+  else:
+    earned = healthy * (FORWARD_WEIGHT * forward + HEALTHY_BONUS) - unhealthy_penalty * (1 - healthy)
+  return earned - ctrl_cost * jnp.sum(action**2)
+
+
+def seals_reward(qpos, action, next_qpos, dt, healthy):
+  """What imitation reports for seals/Hopper-v1 (fixed 1000-step episodes): Gym's reward with
+  the bonus paid only while healthy and no termination.
+
+  r = (x' - x) / dt + 1[healthy'] - 1e-3 * |a|^2
+  """
+  return ((next_qpos[0] - qpos[0]) / dt + HEALTHY_BONUS * healthy
+          - CTRL_COST * jnp.sum(action**2))
+
+
+def gym_reward(qpos, action, next_qpos, dt):
+  """Gym Hopper's reward for a step of a live episode (the bonus is paid on the terminating
+  step too): r = (x' - x) / dt + 1 - 1e-3 * |a|^2. Summed until the first unhealthy step
+  (inclusive) it is the return under Gym's termination rules."""
+  return (next_qpos[0] - qpos[0]) / dt + HEALTHY_BONUS - CTRL_COST * jnp.sum(action**2)
 
 
 # Backflip: our own score. A policy that maximises it must jump, rotate backwards about the
@@ -104,7 +135,7 @@ def center_of_mass_height(qpos):
   return _heights(qpos)["com"]
 
 
-def backflip(qpos, qvel, action, next_qpos, next_qvel, dt, healthy):
+def backflip(qpos, qvel, action, next_qpos, next_qvel, dt, healthy, **_):
   """Backflip score.
 
   r = w_spin * clip(-pitch_rate, -15, 15) * airborne * high    backward rotation in the air

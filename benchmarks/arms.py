@@ -1,0 +1,140 @@
+"""Preferences against the true reward, seeds as the unit: three arms of the main job, each with
+N seeds vmapped in one compile, reported as IQM and 95% bootstrap intervals over seeds.
+
+    python benchmarks/arms.py                       # 8 seeds per arm, the main job's budget
+    python benchmarks/arms.py --seeds 2 --total-env-steps 65536 --tiny    # smoke test
+
+Arms (``reward_source``):
+  * ``preferences``: PPO on the reward ensemble fitted to the synthetic teacher's labels;
+  * ``true``: PPO on the task's own reward (fixed-horizon hop forward with the unhealthy
+    penalty), the same PPO;
+  * ``true_normalized``: the task reward through exactly the learned reward's normalisation
+    (zero mean, unit std per rollout batch), isolating what the normalisation costs.
+
+For every arm: the final deterministic evaluation per seed (10 episodes of 1000 steps) scored as
+the return under Gym's termination rules, the seals-style return (what imitation reports), the
+task's own return, the healthy-step fraction (mean and worst episode) and the forward speed;
+IQM with a 95% bootstrap interval over seeds; the preference arm's IQM ratio to the true-reward
+arm with its interval. Writes ``arms_curves.png`` (Gym-rules and seals-style return against env
+steps, IQM with the bootstrap band per arm) and ``arms.json`` into ``--out`` and prints the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rlhp_jax import experiment, loop, report, stats  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARMS = ("preferences", "true", "true_normalized")
+SCORES = {"gym_return": "eval_gym_return_per_run", "seals_return": "eval_seals_return_per_run",
+          "task_return": "eval_return_per_run",
+          "healthy_fraction": "eval_healthy_fraction_per_run",
+          "healthy_fraction_worst_episode": "eval_healthy_fraction_min_per_run",
+          "forward_speed": "eval_forward_speed_per_run"}
+TINY = dict(env=dict(episode_length=50), ppo=dict(num_envs=8, unroll_length=16,
+                                                   num_minibatches=2, num_epochs=2),
+            prefs=dict(fragment_length=8, total_labels=24, pairs_per_iteration=4, oversample=4,
+                       rollouts_per_iteration=1),
+            reward=dict(ensemble_size=2, steps_per_iteration=4, batch_size=8),
+            run=dict(iterations_per_call=2, eval_episodes=2, eval_episode_length=50))
+
+
+def arm_config(base, arm: str, seeds: int, total: int | None, tiny: bool):
+  cfg = base
+  if tiny:
+    cfg = dataclasses.replace(cfg, **{
+        section: dataclasses.replace(getattr(cfg, section), **fields)
+        for section, fields in TINY.items()})
+  run = dataclasses.replace(cfg.run, num_seeds=seeds, video=False,
+                            total_env_steps=total or cfg.run.total_env_steps)
+  return dataclasses.replace(cfg, name=f"{cfg.name}_{arm}", reward_source=arm, run=run)
+
+
+def eval_curve(rows, key):
+  """(env steps [P], per-seed values [P, S]) of the evaluation rows."""
+  pts = [(r["env_steps"], r[key]) for r in rows if key in r]
+  return np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float)
+
+
+def plot(curves: dict, path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+  for ax, key, title in ((axes[0], "eval/gym_return", "return under Gym's termination rules"),
+                         (axes[1], "eval/seals_return", "seals-style return (1000 steps)")):
+    for arm, rows in curves.items():
+      xs, ys = eval_curve(rows, key)
+      if not len(xs):
+        continue
+      mid = np.array([stats.iqm(y) for y in ys])
+      band = np.array([stats.bootstrap_ci(y, resamples=1000) for y in ys])
+      line, = ax.plot(xs, mid, lw=2, label=f"{arm} (IQM of {ys.shape[1]} seeds)")
+      ax.fill_between(xs, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_title(title)
+    ax.set_xlabel("env steps")
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("return (band: 95% bootstrap interval over seeds)")
+  axes[0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--experiment", default=os.path.join(ROOT, "experiments", "hopper_synthetic.py"))
+  p.add_argument("--seeds", type=int, default=8)
+  p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+  p.add_argument("--total-env-steps", type=int, default=None,
+                 help="per seed (default: the experiment's budget)")
+  p.add_argument("--out", default=None, help="folder for arms.json and arms_curves.png")
+  p.add_argument("--tiny", action="store_true", help="tiny shapes (smoke test)")
+  args = p.parse_args(argv)
+  base = experiment.load_experiment(args.experiment)
+  out = args.out or tempfile.mkdtemp(prefix="rlhp-arms-")
+  os.makedirs(out, exist_ok=True)
+  result = {"benchmark": "arms", "experiment": base.name, "seeds_per_arm": args.seeds,
+            "returns": "final deterministic evaluation, 10 episodes x 1000 steps per seed; "
+                       "gym_return: Gym's reward until the first unhealthy step; seals_return: "
+                       "forward + 1 per healthy step - 1e-3|a|^2 over 1000 steps; task_return: "
+                       "the fixed-horizon task's own return",
+            "arms": {}}
+  curves = {}
+  for arm in args.arms:
+    cfg = arm_config(base, arm, args.seeds, args.total_env_steps, args.tiny)
+    run_dir = os.path.join(out, arm)
+    os.makedirs(run_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    summary = loop.train(cfg, run_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
+    wall = time.perf_counter() - t0
+    rows = report.MetricsLog(run_dir).rows
+    curves[arm] = rows
+    result["arms"][arm] = {
+        "wall_s": wall, "env_steps_per_seed": summary["env_steps"],
+        "labels_per_seed": summary["labels_per_run"],
+        **{name: stats.summarize(summary[key]) for name, key in SCORES.items()}}
+  for name in ("gym_return", "seals_return"):
+    if {"preferences", "true"} <= set(result["arms"]):
+      result[f"preferences_over_true_{name}"] = stats.ratio_ci(
+          result["arms"]["preferences"][name]["per_seed"],
+          result["arms"]["true"][name]["per_seed"])
+  plot(curves, os.path.join(out, "arms_curves.png"))
+  result["out"] = out
+  with open(os.path.join(out, "arms.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+  main()
