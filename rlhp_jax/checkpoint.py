@@ -7,6 +7,8 @@ restored instead."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -60,7 +62,8 @@ class Checkpointer:
     steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
     for i, s in enumerate(steps):
       try:
-        payload = self._manager.restore(s, args=ocp.args.StandardRestore(abstract))
+        with _quiet_absl():  # orbax logs its own parse errors; ours is the one line below
+          payload = self._manager.restore(s, args=ocp.args.StandardRestore(abstract))
       except Exception as e:  # noqa: BLE001 - orbax raises many kinds for damaged files
         if step is not None:
           raise CheckpointError(f"{self.directory}/{s}: unreadable checkpoint "
@@ -88,6 +91,17 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
 
 
 def _tear(path: str) -> None:

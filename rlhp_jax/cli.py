@@ -46,17 +46,26 @@ def _override(cfg, args):
 
 
 def _tyro_problem(text: str, args) -> str:
-  """tyro's boxed error, as one line (e.g. "Error parsing --ppo.num-envs: invalid literal for
-  int() with base 10: 'abc'")."""
+  """tyro's boxed error as one line, e.g. "Error parsing --ppo.num-envs: invalid literal for
+  int() with base 10: 'abc'" or "Unrecognized options: --ppo.num-env; perhaps you meant
+  --ppo.num-envs"."""
   lines = [line.strip(" │─╭╮╰╯┃━┏┓┗┛|").strip() for line in text.splitlines()]
-  lines = [line for line in lines if line and not set(line) <= set("-─━")]
-  body = [line for line in lines[1:] if not line.startswith(("For full helptext", "Argument "
-                                                              "helptext", "See "))]
-  body = [line for line in body if not re.match(r"^--\S+ [A-Z{]", line) or "Perhaps" in line]
-  problem = " ".join(body[:4]) if body else ""
-  if not problem:
-    problem = "could not parse " + " ".join(a for a in args if a.startswith("--"))
-  return " ".join(problem.split())[:300]
+  lines = [line for line in lines if line and not set(line) <= set("-─━")][1:]  # no title
+  problem, suggestions, in_suggestions = [], [], False
+  for line in lines:
+    if line.startswith(("For full helptext", "Argument helptext")):
+      break
+    if line.startswith("Perhaps you meant"):
+      in_suggestions = True
+    elif in_suggestions:
+      if line.startswith("--"):
+        suggestions.append(line.split()[0])
+    else:
+      problem.append(line)
+  text = " ".join(problem) or "could not parse " + " ".join(a for a in args if a.startswith("--"))
+  if suggestions:
+    text += "; perhaps you meant " + " or ".join(dict.fromkeys(suggestions))
+  return " ".join(text.split())[:300]
 
 
 def make_run_dir(cfg, out_dir: str | None = None) -> str:

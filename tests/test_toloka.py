@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import numpy as np
 import pytest
 import toloka.client as toloka
@@ -361,3 +362,225 @@ def test_toloka_setup_command_creates_project_training_and_base_pool(s3_server, 
   assert collectors == {"ASSIGNMENT_SUBMIT_TIME", "MAJORITY_VOTE"}
   assert pool["defaults"]["default_overlap_for_new_tasks"] == 3
   assert float(pool["reward_per_assignment"]) == 0.01
+
+
+# -- the fault matrix of the Toloka path --------------------------------------------------------
+
+class Client:
+  """A toloka-kit client with some methods replaced (``name=fn(inner, *args, **kwargs)``)."""
+
+  def __init__(self, inner, **replaced):
+    self.inner, self.replaced = inner, replaced
+
+  def __getattr__(self, name):
+    if name in self.replaced:
+      return lambda *a, **k: self.replaced[name](self.inner, *a, **k)
+    return getattr(self.inner, name)
+
+
+def real_client(standin):
+  return toloka.TolokaClient(FAKE_TOLOKA_TOKEN, url=standin.url, retries=0)
+
+
+def asked(standin, pool_ids=None):
+  """Pair ids of every task created, over all pools but the base pool (or ``pool_ids``)."""
+  with standin.lock:
+    return sorted(pair_of_url(t["input_values"]["video1"]) for t in standin.tasks.values()
+                  if (pool_ids is None or t["pool_id"] in pool_ids)
+                  and pair_of_url(t["input_values"]["video1"]))
+
+
+@pytest.mark.parametrize("fault", ["503 after accepted", "timeout after accepted"])
+def test_a_lost_answer_to_an_accepted_task_creation_creates_no_duplicate(crowd, fault):
+  standin, cfg, run_dir, oracle = crowd
+  standin.operation_polls = 2                      # creation runs in the background
+  lost = []
+
+  def create_then_lose_the_answer(inner, *args, **kwargs):
+    op = inner.create_tasks_async(*args, **kwargs)
+    if not lost:
+      lost.append(op.id)
+      raise httpx.ReadTimeout("timed out")
+    return op
+  client = real_client(standin)
+  if fault.startswith("503"):
+    standin.inject_failures(status=503, times=1, path_contains="/v1/tasks", method="POST",
+                            after=True)
+  else:
+    client = Client(client, create_tasks_async=create_then_lose_the_answer)
+  query = scripted_query()
+  oracle.record(query, 0)
+  label, valid = TolokaGatherer(cfg, run_dir, client=client, log=lambda *_: None).label(query, 0)
+  assert not standin.errors
+  posts = [p for m, p in standin.requests if m == "POST" and p.endswith("/v1/tasks")]
+  assert len(posts) == 2                           # the request, then its retry ...
+  assert standin.tasks_created == 3                # ... with the same operation id: 3 tasks
+  assert asked(standin) == ["it00000-p000", "it00000-p001", "it00000-p003"]
+  assert valid.sum() == 3
+
+
+def test_an_outage_of_several_poll_intervals_is_survived(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  query = scripted_query()
+  oracle.record(query, 0)
+  standin.auto_advance = 0
+  real = real_client(standin)
+  clock = {"t": time.time()}
+  polls = []
+
+  def get_pool(inner, pool_id):
+    if pool_id != cfg.toloka.base_pool_id and any(
+        e.get("event") == "pool_opened" for e in label_store.LabelStore(run_dir).events()):
+      polls.append(clock["t"])
+      if clock["t"] - polls[0] < 1800:             # Toloka unreachable for 30 minutes
+        raise httpx.ConnectError("connection refused")
+      standin.advance()                            # back: the crowd has done the work
+    return inner.get_pool(pool_id)
+
+  def sleep(seconds):
+    clock["t"] += seconds
+  cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, poll_interval_s=60.0))
+  logs = []
+  gatherer = TolokaGatherer(cfg, run_dir, client=Client(real, get_pool=get_pool), log=logs.append,
+                            sleep=sleep, clock=lambda: clock["t"])
+  label, valid = gatherer.label(query, 0)
+  failed = [line for line in logs if "poll of pool" in line and "failed" in line]
+  assert len(failed) >= 30 and "outage 1740s so far" in failed[-1]   # one line per failed poll
+  assert valid.sum() == 3
+
+
+def test_an_outage_beyond_the_limit_stops_resumably(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  query = scripted_query()
+  oracle.record(query, 0)
+  standin.auto_advance = 0
+  standin.inject_failures(status=503, times=10**6, path_contains="/v1/pools/", method="GET")
+  cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, outage_timeout_s=0.3,
+                                                            retry_budget_s=0.3))
+  from rlhp_jax.crowd.retry import RetriesExhausted
+  with pytest.raises(RetriesExhausted, match="then resume"):
+    TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+
+
+def test_late_answers_after_a_timeout_are_downloaded(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  query = scripted_query()
+  oracle.record(query, 0)
+  standin.auto_advance = 0
+  cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, timeout_s=0.3))
+  taken, submitted = [], []
+
+  def get_pool(inner, pool_id):
+    pool = inner.get_pool(pool_id)
+    if pool.is_open() and not taken:
+      taken.append(standin.take(2, pool_id))       # two workers take a page each ...
+    return pool
+
+  def find_assignments(inner, **kwargs):
+    if kwargs.get("status") == "ACTIVE" and not submitted:
+      submitted.append(standin.advance(2))         # ... and submit after the pool closed
+    return inner.find_assignments(**kwargs)
+  client = Client(real_client(standin), get_pool=get_pool, find_assignments=find_assignments)
+  label, valid = TolokaGatherer(cfg, run_dir, client=client, log=lambda *_: None).label(query, 0)
+  assert taken == [2] and submitted == [2]
+  store = label_store.LabelStore(run_dir)
+  assert len(store.answers(iteration=0)) == 4      # 2 pages x 2 tasks, paid and kept
+  assert store.last_event("pool_timed_out") is not None
+  with standin.lock:
+    assert {a["status"] for a in standin.assignments.values()} == {"ACCEPTED"}
+    stored = {a["answer_id"].split("/")[0] for a in store.answers()}
+    assert stored == set(standin.assignments)
+
+
+@pytest.mark.parametrize("reason", ["NOT_ENOUGH_BALANCE", "EXPIRED"])
+def test_a_pool_closed_by_toloka_is_reported_with_its_reason(crowd, reason):
+  standin, cfg, run_dir, oracle = crowd
+  query = scripted_query()
+  oracle.record(query, 0)
+  standin.auto_advance = 0
+
+  def get_pool(inner, pool_id):
+    pool = inner.get_pool(pool_id)
+    if pool.is_open():
+      standin.advance(1)
+      standin.close_pool(pool_id, reason)
+    return pool
+  logs = []
+  gatherer = TolokaGatherer(cfg, run_dir, client=Client(real_client(standin), get_pool=get_pool),
+                            log=logs.append)
+  if reason == "NOT_ENOUGH_BALANCE":
+    with pytest.raises(CrowdError, match="closed by Toloka: NOT_ENOUGH_BALANCE.*top it up.*2 "
+                                         "answer"):
+      gatherer.label(query, 0)
+  else:
+    label, valid = gatherer.label(query, 0)
+    assert any("was closed: EXPIRED" in line for line in logs)
+    assert valid.sum() == 1 and gatherer.stats["skipped_no_answer"] == 2
+  assert len(label_store.LabelStore(run_dir).answers()) == 2   # what was paid for is kept
+
+
+def test_progress_analytics_failures_never_stop_a_run(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  standin.auto_advance = 1
+  standin.inject_failures(status=400, times=10**6, path_contains="/staging/analytics")
+  query = scripted_query()
+  oracle.record(query, 0)
+  logs = []
+  label, valid = TolokaGatherer(cfg, run_dir, log=logs.append).label(query, 0)
+  assert valid.sum() == 3
+  assert sum("progress unavailable" in line for line in logs) == 1
+
+
+def test_an_unrecorded_clone_is_archived_and_never_opened(crowd):
+  standin, cfg, run_dir, oracle = crowd
+  lost = []
+
+  def clone_then_lose_the_answer(inner, pool_id):
+    op = inner.clone_pool_async(pool_id)
+    if not lost:
+      lost.append(op.details.pool_id)
+      raise httpx.RemoteProtocolError("connection closed")
+    return op
+  query = scripted_query()
+  oracle.record(query, 0)
+  logs = []
+  client = Client(real_client(standin), clone_pool_async=clone_then_lose_the_answer)
+  label, valid = TolokaGatherer(cfg, run_dir, client=client, log=logs.append).label(query, 0)
+  (orphan,) = lost
+  with standin.lock:
+    assert standin.pools[orphan]["status"] == "ARCHIVED" and not standin.pool_tasks(orphan)
+    assert ("POST", f"/api/v1/pools/{orphan}/open") not in standin.requests
+  assert any(f"archived pool {orphan}" in line for line in logs)
+  assert valid.sum() == 3 and standin.tasks_created == 3
+
+
+def test_a_resume_that_recomputes_other_pairs_stops_then_drop_iteration(crowd, capsys):
+  standin, cfg, run_dir, oracle = crowd
+  experiment.save(cfg, os.path.join(run_dir, "config.json"))
+  query = scripted_query()
+  oracle.record(query, 0)
+  TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+  tasks = standin.tasks_created
+  other = scripted_query(seed=1)                   # another machine's recomputation
+  from rlhp_jax.label_store import PairMismatchError
+  with pytest.raises(PairMismatchError, match=r"iteration 0: pair it00000-p000 is not the pair "
+                                              r".*labels drop-iteration"):
+    TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(other, 0)
+  assert cli.main(["labels", "drop-iteration", run_dir, "0"]) == 0
+  label, valid = TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(other, 0)
+  assert not valid.any() and standin.tasks_created == tasks   # nothing attached, nothing paid
+
+
+def test_tasks_toloka_rejects_are_one_line(s3_server, tmp_path):
+  with TolokaStandIn(FAKE_TOLOKA_TOKEN, operation_polls=1) as standin:
+    client = real_client(standin)
+    cfg = crowd_config(standin, s3_server, "")
+    project = toloka_setup.make_project(cfg.toloka, "x")
+    project.task_spec.input_spec = {"image": project.task_spec.input_spec["video1"]}
+    project = client.create_project(project)
+    training = client.create_training(toloka_setup.make_training(cfg.toloka, project.id, 1))
+    pool = client.create_pool(toloka_setup.make_base_pool(cfg.toloka, project.id, training.id))
+    cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, base_pool_id=pool.id))
+    with pytest.raises(CrowdError, match="rejected the tasks.*input spec have 'video1'"):
+      TolokaGatherer(cfg, str(tmp_path), log=lambda *_: None).label(scripted_query(), 0)
+    assert standin.tasks_created == 0

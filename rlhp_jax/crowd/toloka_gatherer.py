@@ -186,6 +186,12 @@ class TolokaGatherer:
       return label, valid
     fingerprints = label_store.query_fingerprints(query, iteration)
     label_store.check_pairs(self.store, iteration, fingerprints, self.run_dir)
+    # Pools an interrupted run opened are finished first: answers it had not stored yet (a
+    # download cut short) are paid for and must be kept, even for pairs already usable.
+    for opened in self.store.events("pool_opened", iteration=iteration):
+      if self.store.last_event("pool_closed", pool_id=opened["pool_id"]) is None:
+        self._wait(opened["pool_id"], iteration,
+                   {"iteration": iteration, "round": opened["round"]})
     todo = [pid for pid in fingerprints if not self._usable(pid, iteration)]
     keys = self._upload(query, iteration, todo)
     for round_ in range(self.tcfg.requeue_rounds + 1):
