@@ -37,3 +37,160 @@ def test_env_throughput_rejects_batches_the_devices_do_not_divide():
                        timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert out.returncode != 0 and "multiples of the 2 devices" in out.stderr
   assert "Traceback" not in out.stderr
+
+
+# -- benchmarks/vs_imitation.py, imitation_side.py, ppo_vs_brax.py: their pure parts ----------
+
+import importlib.util  # noqa: E402
+
+
+def load_benchmark(name):
+  spec = importlib.util.spec_from_file_location(
+      f"bench_{name}", os.path.join(ROOT, "benchmarks", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def write_metrics(path, rows):
+  with open(path, "w") as f:
+    for r in rows:
+      f.write(json.dumps(r) + "\n")
+
+
+def test_vs_imitation_times_to_thresholds_and_ratios(tmp_path):
+  vs = load_benchmark("vs_imitation")
+  launch = 1_000.0
+  ev = lambda seals, gym: {"eval/seals_return": [seals], "eval/gym_return": [gym],
+                           "eval/healthy_fraction": [0.9], "eval/forward_speed": [1.5],
+                           "eval/return": [seals + 1.0]}
+  write_metrics(tmp_path / "metrics.jsonl", [
+      {"chunk": 0, "env_steps": 100, "wall_s": 30.0, "time": launch + 40.0},
+      {"chunk": 1, "env_steps": 200, "wall_s": 40.0, "time": launch + 50.0},
+      {"chunk": 1, "env_steps": 200, "wall_s": 40.0, "time": launch + 50.0, **ev(1100.0, 900.0)},
+      {"chunk": 2, "env_steps": 300, "wall_s": 70.0, "time": launch + 80.0},
+      {"chunk": 3, "env_steps": 400, "wall_s": 90.0, "time": launch + 100.0},
+      # a background evaluation of chunk 2, written after chunk 3's row
+      {"chunk": 2, "env_steps": 300, "wall_s": 70.0, "time": launch + 80.0, **ev(2500.0, 2000.0)},
+      # the final row: stamped after a 30 s final evaluation; its policy existed at wall_s 100
+      {"chunk": 3, "env_steps": 400, "wall_s": 100.0, "time": launch + 140.0, "final": True,
+       **ev(3100.0, 2900.0)},
+  ])
+  curve = vs.our_curve(vs.read_metrics(tmp_path / "metrics.jsonl"), launch)
+  assert [p["t"] for p in curve] == [50.0, 80.0, 110.0]
+  assert [p["seals_return"] for p in curve] == [1100.0, 2500.0, 3100.0]
+  assert curve[-1]["task_return"] == 3101.0 and curve[-1]["healthy_fraction"] == 0.9
+  assert vs.time_to_thresholds(curve, [1000, 1270, 2214, 3000, 4000]) == {
+      "1000": 50.0, "1270": 80.0, "2214": 80.0, "3000": 110.0, "4000": None}
+
+  # imitation: its clock starts 1 s after our launch; it peaks above its final return
+  result = {"started_unix": 501.0, "loop_s": 290.0, "total_s": 305.0, "eval_s_excluded": 9.0,
+            "env_steps": 1, "agent_steps": 1, "labels": 700, "env_steps_per_s_loop": 1.0,
+            "settings": {}, "imitation": "1.0.1", "stable_baselines3": "2.2.1",
+            "gymnasium": "0.29.1", "torch": "2",
+            "curve": [{"time_s": t, "loop_s": t - 5, "env_steps": i, "agent_steps": i,
+                       "iteration": i, "seals_return": s, "gym_return": 50.0,
+                       "healthy_fraction": 0.2, "forward_speed": 0.5}
+                      for i, (t, s) in enumerate([(5, 300), (100, 900), (200, 1500),
+                                                  (300, 1400)])]}
+  imitation = vs.imitation_block({"launch_unix": 500.0, "result": result})
+  assert [p["t"] for p in imitation["curve"]] == [6.0, 101.0, 201.0, 301.0]
+  block = vs.compare_seed(0, imitation, {"curve": curve, "total_s": 150.0}, vs.THRESHOLDS)
+  assert block["imitation"]["final"]["seals_return"] == 1400
+  assert block["imitation"]["time_to_seals"] == {"1000": 201.0, "1270": 201.0, "2214": None,
+                                                 "3000": None}
+  to_final = block["ratios"]["to_imitation_final"]
+  assert (to_final["ours_s"], to_final["imitation_s"]) == (80.0, 201.0)
+  assert to_final["ours_over_imitation"] == pytest.approx(80 / 201)
+  assert block["ratios"]["ours_3000_over_imitation_loop"]["ratio"] == pytest.approx(110 / 290)
+  out = vs.assemble({"size": "small"}, [block], vs.machine())
+  assert out["summary"]["bar_third_of_imitation_time"] is False
+  assert out["summary"]["bar_3000_within_imitation_loop"] is True
+  json.dumps(out)  # serialisable as printed
+
+
+def test_vs_imitation_needs_an_imitation_interpreter():
+  vs = load_benchmark("vs_imitation")
+  with pytest.raises(SystemExit):
+    vs.parse_args(["--sides", "imitation"])
+  assert vs.parse_args(["--sides", "ours"]).seeds == [0, 1]
+
+
+def test_imitation_side_episode_figures():
+  side = load_benchmark("imitation_side")  # stdlib-only at import: no imitation needed
+  np = pytest.importorskip("numpy")
+  healthy_q = np.array([0.0, 1.25, 0.1, 0.0, 0.0, 0.0])
+  assert side.is_healthy(healthy_q, np.zeros(6))
+  assert not side.is_healthy(healthy_q * [1, 0.5, 1, 1, 1, 1], np.zeros(6))  # z = 0.625
+  assert not side.is_healthy(healthy_q + [0, 0, 0.15, 0, 0, 0], np.zeros(6))  # pitch 0.25
+  assert not side.is_healthy(healthy_q, np.array([0, 0, 0, 0, 0, 101.0]))
+  step = lambda fwd, healthy: {"reward": fwd + healthy - 0.01, "forward": fwd, "ctrl": 0.01,
+                               "healthy": healthy, "dx": fwd * 0.008, "dt": 0.008}
+  ep = side.episode_returns([step(2.0, True), step(3.0, False), step(4.0, True)])
+  assert ep["seals_return"] == pytest.approx(2.99 + 2.99 + 4.99)
+  assert ep["gym_return"] == pytest.approx(2.99 + 3.99)  # up to the first unhealthy step
+  assert ep["healthy_fraction"] == pytest.approx(2 / 3)
+  assert ep["forward_speed"] == pytest.approx(3.0)
+
+
+def test_ppo_vs_brax_budget_settings_and_curves():
+  pvb = load_benchmark("ppo_vs_brax")
+  ppo = {"num_envs": 256, "unroll_length": 64, "num_minibatches": 16, "num_epochs": 5,
+         "learning_rate": 3e-4, "entropy_cost": 0.0, "discount": 0.99, "gae_lambda": 0.95,
+         "clip_eps": 0.2, "value_cost": 0.5, "max_grad_norm": 0.5, "reward_scale": 0.1,
+         "normalize_observations": True, "normalize_advantages": True,
+         "policy_hidden": (64, 64), "value_hidden": (64, 64), "init_log_std": -0.5}
+  plan = pvb.budget(ppo, 5, 1, 5_000_000, 500_000)
+  assert plan["rlhp_chunk_env_steps"] == 81_920 and plan["eval_every"] == 6 * 81_920
+  assert (plan["evaluations"], plan["env_steps"]) == (10, 60 * 81_920)
+  s = pvb.brax_settings(ppo, plan, seed=3)
+  # one SGD pass sees the same samples: brax's batch_size counts unrolls
+  assert s["batch_size"] * s["num_minibatches"] * s["unroll_length"] == 256 * 64
+  assert s["batch_size"] * s["unroll_length"] == 16_384 // 16
+  assert (s["num_evals"], s["num_timesteps"], s["seed"]) == (11, plan["env_steps"], 3)
+  assert s["network"]["init_noise_std"] == pytest.approx(0.60653066)
+  with pytest.raises(ValueError):
+    pvb.brax_settings({**ppo, "num_minibatches": 3}, plan, seed=0)
+  brax_curve = pvb.brax_curve(
+      [{"env_steps": 0, "unix": 130.0, "eval_walltime": 20.0, "gym_return": 10.0},
+       {"env_steps": 10, "unix": 200.0, "eval_walltime": 25.0, "gym_return": 1200.0}], 100.0)
+  assert [p["t"] for p in brax_curve] == [10.0, 95.0]  # each minus its own evaluation
+  ours = {"curve": [{"t": 50.0, "gym_return": 600.0}, {"t": 70.0, "gym_return": 2100.0}]}
+  block = pvb.compare(0, {"curve": brax_curve}, ours, [500, 1000, 2000, 3000])
+  assert block["brax"]["time_to_gym_return"] == {"500": 95.0, "1000": 95.0, "2000": None,
+                                                 "3000": None}
+  assert block["ours_over_brax_time"]["500"] == pytest.approx(50 / 95)
+  assert block["ours_over_brax_time"]["2000"] is None
+  assert block["ours"]["final"]["gym_return"] == 2100.0
+
+
+def test_brax_accepts_the_mapped_settings():
+  """Only where brax is installed (the optional ``bench`` extra)."""
+  pytest.importorskip("brax")
+  import inspect
+  from brax.training.agents.ppo import networks as ppo_networks
+  from brax.training.agents.ppo import train as ppo_train
+  pvb = load_benchmark("ppo_vs_brax")
+  ppo = {"num_envs": 32, "unroll_length": 8, "num_minibatches": 4, "num_epochs": 2,
+         "learning_rate": 3e-4, "entropy_cost": 0.0, "discount": 0.99, "gae_lambda": 0.95,
+         "clip_eps": 0.2, "value_cost": 0.5, "max_grad_norm": 0.5, "reward_scale": 0.1,
+         "normalize_observations": True, "normalize_advantages": True,
+         "policy_hidden": (64, 64), "value_hidden": (64, 64), "init_log_std": -0.5}
+  s = pvb.brax_settings(ppo, pvb.budget(ppo, 2, 1, 1024, 512), seed=0)
+  net = s.pop("network")
+  assert set(s) <= set(inspect.signature(ppo_train.train).parameters)
+  assert set(net) <= set(inspect.signature(ppo_networks.make_ppo_networks).parameters)
+
+
+def test_imitation_side_settings_fit_its_libraries():
+  """Only where RLHP_IMITATION_PYTHON names imitation's own interpreter (benchmarks/README.md)."""
+  python = os.environ.get("RLHP_IMITATION_PYTHON")
+  if not python:
+    pytest.skip("RLHP_IMITATION_PYTHON not set")
+  code = ("import inspect, sys; sys.path.insert(0, 'benchmarks'); import imitation_side as s;"
+          "import imitation, stable_baselines3 as sb3;"
+          "assert imitation.__version__ == '1.0.1', imitation.__version__;"
+          "assert set(s.PPO_KWARGS) <= set(inspect.signature(sb3.PPO).parameters)")
+  out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-2000:]
