@@ -14,6 +14,12 @@ One file, ``<run_dir>/labels/labels.jsonl``; each line is a record with a ``type
 
 Pair ids are ``it<iteration>-p<index>``; the external driver recomputes the same query for an
 interrupted iteration, so the ids (and the answers stored under them) line up after a restart.
+Each iteration's pairs are recorded with a fingerprint of their states (``pairs_asked``); a
+restart that recomputes other pairs under the same ids is stopped (``check_pairs``).
+
+The file is only ever appended to: a torn tail is cut at the last newline on open, a failed
+append is rolled back to the previous size, a damaged line in the middle is reported and
+skipped. Nothing rewrites it, so no crash can lose what it held.
 """
 
 from __future__ import annotations

@@ -133,6 +133,65 @@ def test_bad_answers_get_clear_4xx_errors(served):
   assert len(LabelStore(served.run_dir).answers()) == 1
 
 
+def raw_request(server, lines: list[str], body: bytes = b"", timeout: float = 5.0) -> bytes:
+  """Sends hand-made request lines (a Host or Content-Length no browser would send)."""
+  import socket
+  with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    chunks = []
+    while True:
+      try:
+        chunk = sock.recv(65536)
+      except socket.timeout:
+        break
+      if not chunk:
+        break
+      chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_requests_for_another_host_are_refused(served):
+  path = f"/api/pending?token={served.token}"
+  for host in ("evil.example", "evil.example:80", "127.0.0.1.nip.io"):
+    reply = raw_request(served, [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close"])
+    assert reply.startswith(b"HTTP/1.0 421") or reply.startswith(b"HTTP/1.1 421"), reply[:80]
+    assert b'"bad_host"' in reply
+  for host in (f"127.0.0.1:{served.port}", f"localhost:{served.port}", "localhost"):
+    reply = raw_request(served, [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close"])
+    assert b" 200 " in reply.split(b"\r\n")[0], (host, reply[:80])
+
+
+def test_negative_length_and_silent_clients_do_not_hang_the_server(served, monkeypatch):
+  path = f"/api/answer?token={served.token}"
+  reply = raw_request(served, [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{served.port}",
+                               "Content-Length: -5", "Connection: close"])
+  assert b" 400 " in reply.split(b"\r\n")[0] and b'"bad_length"' in reply
+  from rlhp_jax.human import server as server_module
+  assert server_module._Handler.timeout == server_module.SOCKET_TIMEOUT_S > 0
+  monkeypatch.setattr(server_module._Handler, "timeout", 0.5)
+  import socket
+  start = time.monotonic()
+  with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{{"
+                 .encode())                        # promises 100 bytes, sends 1, then waits
+    assert sock.recv(100) == b""                   # the server hangs up on its own
+  assert time.monotonic() - start < 5
+
+
+def test_binding_beyond_loopback_warns_loudly(tmp_path):
+  warnings = []
+  with LabelServer(LabelStore(str(tmp_path)), str(tmp_path), host="0.0.0.0",
+                   warn=warnings.append) as server:
+    reply = raw_request(server, [f"GET /api/pending?token={server.token} HTTP/1.1",
+                                 "Host: 0.0.0.0", "Connection: close"])
+    assert b" 200 " in reply.split(b"\r\n")[0]
+  assert len(warnings) == 1 and warnings[0].startswith("WARNING: the labelling page listens "
+                                                       "on 0.0.0.0")
+  quiet = []
+  LabelServer(LabelStore(str(tmp_path)), str(tmp_path), warn=quiet.append).start().stop()
+  assert not quiet
+
+
 def test_a_restarted_server_keeps_answers_and_shows_the_next_pair(served):
   run_dir = served.run_dir
   assert answer(served, "it00000-p000", "equal")[0] == 200
