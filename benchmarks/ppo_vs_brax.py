@@ -186,6 +186,7 @@ def ppo_fields(cfg) -> dict:
 def run_brax(python: str, settings: dict) -> dict:
   cmd = [python, os.path.abspath(__file__), "--brax-side", json.dumps(settings)]
   print(f"ppo_vs_brax: brax side under {python}", file=sys.stderr, flush=True)
+  load = os.getloadavg()[0]
   launch = time.time()
   proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, cwd=ROOT)
   end = time.time()
@@ -197,7 +198,7 @@ def run_brax(python: str, settings: dict) -> dict:
   steps = curve[-1]["env_steps"] if curve else None
   return {"curve": curve, "total_s": end - launch, "env_steps": steps,
           "versions": {"brax": r["brax"], "jax": r["jax"]}, "devices": r["devices"],
-          "backend": r["backend"]}
+          "backend": r["backend"], "load_avg_1min": [load, os.getloadavg()[0]]}
 
 
 def parse_args(argv=None):

@@ -16,8 +16,8 @@ sides at full size (imitation: the train_preference_comparisons script's 1e6 tim
 iterations; rlhp-jax: the experiment as configured).
 
 Figures per seed and side (all seconds from the subprocess launch, so imports, set-up and, for
-rlhp-jax, XLA compilation count; imitation's evaluation time is excluded, rlhp-jax's in-loop
-evaluations are not):
+rlhp-jax, XLA compilation count; imitation's evaluation time is excluded; rlhp-jax's rows are
+stamped when the evaluated policy existed, earlier in-line evaluations stay in its clock):
   * ``time_to_seals``: wall-clock to the first evaluation whose seals-style return (forward +
     1 per healthy step - ctrl cost, 1000 fixed steps; what imitation reports) reaches each of
     ``--thresholds`` (default 1000 1270 2214 3000); null if never reached;
@@ -194,12 +194,14 @@ def run_imitation(python: str, seed: int, extra: list[str]) -> dict:
   print(f"vs_imitation: {' '.join(cmd)}", file=sys.stderr, flush=True)
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
   env["TQDM_DISABLE"] = "1"
+  load = os.getloadavg()[0]
   launch = time.time()
   proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, cwd=ROOT)
   if proc.returncode != 0:
     raise RuntimeError(f"imitation side failed (exit {proc.returncode}): {' '.join(cmd)}")
   result = json.loads(proc.stdout)
-  return {"launch_unix": launch, "result": result}
+  return {"launch_unix": launch, "result": result,
+          "load_avg_1min": [load, os.getloadavg()[0]]}
 
 
 def imitation_block(run: dict) -> dict:
@@ -211,7 +213,7 @@ def imitation_block(run: dict) -> dict:
           "agent_steps": r["agent_steps"], "labels": r["labels"],
           "env_steps_per_s_loop": r["env_steps_per_s_loop"],
           "versions": {k: r[k] for k in ("imitation", "stable_baselines3", "gymnasium", "torch")},
-          "settings": r["settings"]}
+          "settings": r["settings"], "load_avg_1min": run.get("load_avg_1min")}
 
 
 def run_ours(python: str, experiment: str, seed: int, extra: list[str]) -> dict:
@@ -220,6 +222,7 @@ def run_ours(python: str, experiment: str, seed: int, extra: list[str]) -> dict:
   cmd = [python, "-m", "rlhp_jax.cli", "train", experiment, "--run.seed", str(seed),
          "--run.out-dir", out_dir, "--run.no-video", *extra]
   print(f"rlhp-jax: {' '.join(cmd)}", file=sys.stderr, flush=True)
+  load = os.getloadavg()[0]
   launch = time.time()
   proc = subprocess.run(cmd, stdout=sys.stderr, stderr=None, cwd=ROOT)
   end = time.time()
@@ -232,10 +235,12 @@ def run_ours(python: str, experiment: str, seed: int, extra: list[str]) -> dict:
   return {"curve": our_curve(rows, launch), "total_s": end - launch,
           "loop_wall_s": summary.get("wall_s"), "env_steps": summary.get("env_steps"),
           "labels": (summary.get("labels_per_run") or [None])[0], "run_dir": run_dir,
-          "command": cmd}
+          "command": cmd, "load_avg_1min": [load, os.getloadavg()[0]]}
 
 
 def machine() -> dict:
+  """Where it ran; ``load_avg_1min`` per side (before, after) says how busy the cores were:
+  these 2-core machines are shared, and times drift between hours."""
   return {"platform": platform.platform(), "cpus": os.cpu_count(),
           "python": platform.python_version()}
 
