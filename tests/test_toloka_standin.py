@@ -384,6 +384,13 @@ def test_async_task_creation_takes_effect_when_the_operation_finishes(standin, c
   assert done.details["success_count"] == 3
   assert len(client.get_operation_log(op_id)) == 3
   assert len(list(client.get_tasks(pool_id=pool.id))) == 3
+  # an operation nobody polls (its client died) still finishes as time goes by
+  client.create_tasks_async(pair_tasks(pool.id, [5]), allow_defaults=True)
+  for _ in range(3):
+    client.get_requester()
+  assert standin.tasks_created == 3
+  client.get_requester()
+  assert standin.tasks_created == 4
 
 
 def test_a_failure_after_the_request_took_effect(standin, client):

@@ -45,8 +45,9 @@ Asynchronous operations. By default an operation is born finished (SUCCESS), so
 ``wait_operation`` returns without polling; with ``operation_polls=k`` it is PENDING when
 created, RUNNING on polls 1..k-1 and finished from poll k on (so the client's ``wait_operation``
 really polls; it sleeps 0.5 s before its first poll and 1 s between polls). A task-creation
-operation then also *takes effect* only when it finishes: until some client polls it k times,
-the pool has none of its tasks, as on Toloka, where a batch is created in the background. Its
+operation then also *takes effect* only when it finishes, as on Toloka, where a batch is created
+in the background: when a client has polled it k times, or, polled or not, once 2k more requests
+of any kind reached the stand-in (time went by). Until then the pool has none of its tasks. Its
 ``operation_id`` makes the request idempotent: the same id again answers 409
 OPERATION_ALREADY_EXISTS and creates nothing (toloka-kit then reads the existing operation).
 Other pool and training actions take effect at once.
@@ -276,6 +277,7 @@ class TolokaStandIn:
     self._op_logs: dict[str, list[dict]] = {}
     self._op_polls: dict[str, int] = {}
     self._op_effects: dict[str, Callable[[], None]] = {}
+    self._op_age: dict[str, int] = {}
     self._pool_tasks: dict[str, list[str]] = {}
     self._pool_assignments: dict[str, list[str]] = {}
     self._answered_by: dict[str, list[str]] = {}
@@ -424,6 +426,7 @@ class TolokaStandIn:
     """One request -> (status, JSON body or None, extra headers). Called by the HTTP handler."""
     with self.lock:
       self.requests.append((method, path))
+      self._time_passes()
       failure = self._take_failure(method, path, after=False)
       if failure is not None:
         return failure
@@ -525,6 +528,14 @@ class TolokaStandIn:
     if self._op_polls[op_id] == 0 and op_id in self._op_effects:
       self._op_effects.pop(op_id)()  # the background work of the operation happens now
     return self._operation_view(op_id)
+
+  def _time_passes(self) -> None:
+    """Background operations finish on their own, polled or not."""
+    for op_id in list(self._op_effects):
+      self._op_age[op_id] -= 1
+      if self._op_age[op_id] <= 0:
+        self._op_polls[op_id] = 0
+        self._op_effects.pop(op_id)()
 
   def _get_operation_log(self, match, query, body):
     op_id = match["id"]
@@ -827,6 +838,7 @@ class TolokaStandIn:
         _, done = self._tasks_operation(items, created, errors, query, op["id"], register=False)
         op.update(status=done["status"], details=done.get("details"))
       self._op_effects[view["id"]] = finish
+      self._op_age[view["id"]] = 2 * self.operation_polls
       return status, view
     created = self._store_tasks(items, errors, skip_invalid, query)
     if async_mode:
