@@ -174,6 +174,22 @@ def test_majority_vote_probability_is_the_share_of_left():
   assert hard == {"it00000-p000": 1.0, "it00000-p001": 0.5, "it00000-p002": 0.0}
 
 
+def test_direct_majority_vote_equals_crowdkits():
+  import random
+
+  import pandas as pd
+  from crowdkit import aggregation
+  rng = random.Random(0)
+  answers = [answer(f"it00000-p{rng.randrange(6):03d}", f"w{rng.randrange(5)}",
+                    rng.choice(["left", "right", "left", "failed"]), n) for n in range(60)]
+  ours = aggregate.preference_probabilities(answers)
+  rows = [(a["pair_id"], a["worker"], a["answer"]) for a in answers if a["answer"] != "failed"]
+  df = pd.DataFrame(rows, columns=["task", "worker", "label"]).drop_duplicates(
+      ["task", "worker"], keep="last")
+  proba = aggregation.MajorityVote().fit_predict_proba(df)
+  assert ours == pytest.approx({t: float(proba.loc[t].get("left", 0.0)) for t in proba.index})
+
+
 @pytest.mark.parametrize("name", ["dawid_skene", "glad"])
 def test_model_based_aggregators_side_with_reliable_workers(name):
   # Workers g1..g3 agree with each other; s1 answers the opposite everywhere.
