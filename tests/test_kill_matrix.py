@@ -12,7 +12,10 @@ buffer included) is bit-for-bit the uninterrupted run's.
 
 Cheap by construction: the smallest config the crowd tests use (4 iterations of 128 env steps,
 4 pairs), local clip storage behind an http base URL (workers need not fetch clips), and a
-persistent XLA compilation cache shared by the child processes.
+persistent XLA compilation cache shared by the child processes (kept in the system's temporary
+folder between sessions). Each restart still traces the jitted functions again, so the cost is
+about one short process per kill. ``RLHP_JAX_KILL_MATRIX=full`` adds a kill after every other
+kind of label-store event and after a committed checkpoint (19 kills).
 """
 
 import hashlib
