@@ -151,6 +151,7 @@ def test_crowd_labelled_run_end_to_end(s3_server, tmp_path):
   assert len(answers) >= 3 * asked
   assert {a["answer"] for a in answers} >= {"left", "right"}
   rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+  rows = [r for r in rows if "prefs/labels" in r]      # iteration rows (not the final eval's)
   assert rows[-1]["prefs/labels"][0] > 0
   assert np.isfinite(rows[-1]["reward/train_nll"][0])
   assert summary["labels_per_run"][0] == rows[-1]["prefs/labels"][0]
