@@ -432,6 +432,7 @@ def test_judging_in_the_browser_trains_the_reward_model(tmp_path):
                                                                       "left"]
   assert 0 < len(judged) < len(answers)
   rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+  rows = [r for r in rows if "prefs/labels" in r]      # iteration rows (not the final eval's)
   assert rows[-1]["prefs/labels"] == [len(judged)]
   assert rows[-1]["prefs/requested"] == [len(answers)]
   assert all(np.isfinite(r["reward/train_nll"][0]) for r in rows)
