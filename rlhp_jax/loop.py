@@ -44,6 +44,7 @@ from rlhp_jax.experiment import ExperimentConfig
 class RLHPState:
   ppo: ppo.PPOState
   reward: reward_model.RewardState
+  reward_norm: reward_model.RewardNorm   # running statistics of the reward PPO is given
   buffer: preferences.PreferenceBuffer
   requested: jax.Array      # [] int32, pairs queried so far (the label budget spent)
   rl_env_steps: jax.Array   # [] int32, env steps since RL started (after the initial labels)
@@ -102,6 +103,8 @@ class RLHP:
     return RLHPState(
         ppo=ppo.init_state(self.agent, self.env, k_ppo),
         reward=self.ensemble.init(k_reward),
+        reward_norm=reward_model.init_norm(
+            self.cfg.reward.ensemble_size if self.preference_learning else 1),
         buffer=preferences.init_buffer(p.total_labels if self.preference_learning else 1,
                                        p.fragment_length, hopper.OBS_SIZE, hopper.ACTION_SIZE,
                                        self.cfg.reward.ensemble_size),
@@ -118,22 +121,40 @@ class RLHP:
     return jax.lax.map(self.init, keys)
 
   # -- the iteration ------------------------------------------------------------------------
-  def learned_reward(self, reward_params, transitions) -> jax.Array:
-    """The ensemble's normalised reward of the applied (clipped) actions: [T, B]."""
-    return self.ensemble.reward(reward_params, transitions.obs,
-                                hopper.applied_action(transitions.action))
+  def raw_learned_reward(self, reward_params, transitions) -> jax.Array:
+    """Each member's reward of the applied (clipped) actions: [K, T, B]."""
+    return self.ensemble.member_rewards(reward_params, transitions.obs,
+                                        hopper.applied_action(transitions.action))
+
+  def learned_reward(self, params_and_norm, transitions):
+    """The reward PPO optimises: each member's reward normalised by its running statistics
+    (updated with this batch first), averaged over members. Returns (rewards [T, B],
+    (reward_params, norm))."""
+    reward_params, norm = params_and_norm
+    raw = self.raw_learned_reward(reward_params, transitions)
+    norm = reward_model.update_norm(norm, raw, self.cfg.reward.normalization_rate)
+    return reward_model.apply_norm(norm, raw), (reward_params, norm)
+
+  def normalized_true_reward(self, norm, transitions):
+    """The oracle's reward through exactly the learned reward's normalisation (one member):
+    the baseline that isolates what normalising costs."""
+    raw = transitions.true_reward[None]
+    norm = reward_model.update_norm(norm, raw, self.cfg.reward.normalization_rate)
+    return reward_model.apply_norm(norm, raw), norm
 
   def ppo_phase(self, ppo_state: ppo.PPOState, reward_fn, reward_params):
     """``prefs.rollouts_per_iteration`` PPO iterations (scan). Returns (ppo_state, Segment
     [K * T, B], metrics averaged over the K updates; the train return over episodes that
-    ended, NaN when none did)."""
-    def one(s, _):
-      s, tr, m = ppo.train_step(self.agent, self.env, s, reward_fn, reward_params)
+    ended, NaN when none did; reward_params after the K batches)."""
+    def one(carry, _):
+      s, rp = carry
+      s, tr, m, rp = ppo.train_step(self.agent, self.env, s, reward_fn, rp)
       seg = Segment(obs=tr.obs, action=tr.action, true_reward=tr.true_reward, qpos=tr.qpos,
                     qvel=tr.qvel, done=tr.done)
-      return s, (seg, m)
+      return (s, rp), (seg, m)
 
-    state, (seg, m) = jax.lax.scan(one, ppo_state, length=self.rollouts_per_iteration)
+    (state, reward_params), (seg, m) = jax.lax.scan(
+        one, (ppo_state, reward_params), length=self.rollouts_per_iteration)
     seg = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), seg)
     episodes = jnp.sum(m["train/episodes"])
     ended = jnp.sum(m["train/episode_return"] * m["train/episodes"])
@@ -141,7 +162,7 @@ class RLHP:
     metrics["train/episodes"] = episodes
     metrics["train/episode_return"] = jnp.where(episodes > 0, ended / jnp.maximum(episodes, 1),
                                                 jnp.nan)
-    return state, seg, metrics
+    return state, seg, metrics, reward_params
 
   def collect(self, state: RLHPState):
     """Rollouts, PPO on the learned reward, and the pairs to query. Returns (state, query,
@@ -152,12 +173,13 @@ class RLHP:
     n_request, warmup = preferences.pairs_to_request(
         p, state.requested, state.rl_env_steps + self.iteration_env_steps,
         self.rl_env_step_budget)
-    new_ppo, seg, metrics = self.ppo_phase(state.ppo, self.learned_reward, state.reward.params)
+    new_ppo, seg, metrics, (_, norm) = self.ppo_phase(
+        state.ppo, self.learned_reward, (state.reward.params, state.reward_norm))
     # While the initial labels are collected the policy stays the initial random one.
     frozen = state.ppo.replace(env_state=new_ppo.env_state, key=new_ppo.key,
                                env_steps=new_ppo.env_steps)
     new_ppo = tree_select(warmup, frozen, new_ppo)
-    learned = self.learned_reward(state.reward.params, seg)
+    learned = self.raw_learned_reward(state.reward.params, seg).mean(0)
     metrics["reward/true_corr"] = reward_model.pearson(learned, seg.true_reward)
     member_returns = functools.partial(self.ensemble.fragment_returns, state.reward.params)
     pairs, score = fragments.select(k_select, seg, p.pairs_per_iteration, p.fragment_length,
@@ -168,7 +190,7 @@ class RLHP:
     metrics["prefs/disagreement"] = jnp.mean(score)
     metrics["prefs/disagreement_spread"] = score[0] - score[-1]
     state = state.replace(
-        ppo=new_ppo, key=key, iteration=state.iteration + 1,
+        ppo=new_ppo, key=key, iteration=state.iteration + 1, reward_norm=norm,
         rl_env_steps=state.rl_env_steps + jnp.where(warmup, 0, self.iteration_env_steps))
     return state, query, metrics
 
@@ -199,10 +221,10 @@ class RLHP:
     return state, {**metrics, **learn_metrics}
 
   def true_reward_iteration(self, state: RLHPState):
-    reward_fn = (normalized_true_reward if self.cfg.reward_source == "true_normalized"
+    reward_fn = (self.normalized_true_reward if self.cfg.reward_source == "true_normalized"
                  else ppo.true_reward_fn)
-    new_ppo, _, metrics = self.ppo_phase(state.ppo, reward_fn, None)
-    return state.replace(ppo=new_ppo, iteration=state.iteration + 1,
+    new_ppo, _, metrics, norm = self.ppo_phase(state.ppo, reward_fn, state.reward_norm)
+    return state.replace(ppo=new_ppo, iteration=state.iteration + 1, reward_norm=norm,
                          rl_env_steps=new_ppo.env_steps), metrics
 
   @property
@@ -238,13 +260,6 @@ class RLHP:
     return ppo.evaluate(self.agent, self.env, params, key,
                         num_episodes=self.cfg.run.eval_episodes,
                         length=self.cfg.run.eval_episode_length)
-
-
-def normalized_true_reward(_, transitions) -> jax.Array:
-  """The oracle's reward through exactly the learned reward's normalisation (zero mean, unit
-  std over the rollout batch): the baseline that isolates what normalising costs."""
-  r = transitions.true_reward
-  return (r - r.mean()) / (r.std() + 1e-8)
 
 
 def num_iterations(cfg: ExperimentConfig) -> int:

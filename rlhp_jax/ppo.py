@@ -4,7 +4,7 @@ One iteration, read top to bottom:
 
     rollout        lax.scan over ``unroll_length`` steps of the vmapped env and the policy
                    -> Transition[T, B] (obs, action, qpos/qvel, true reward, ...)
-    rewards        chosen by the caller: the true reward, or a learned one (issue 3)
+    rewards        chosen by the caller: the true reward, or a learned one
     update         GAE, then ``num_epochs`` x ``num_minibatches`` clipped-objective SGD steps
 
 The reward PPO optimises is an argument of ``update``; nothing here reads ``true_reward``.
@@ -308,14 +308,15 @@ def init_state(agent: Agent, env: Hopper, key: jax.Array) -> PPOState:
 def train_step(agent: Agent, env: Hopper, state: PPOState, reward_fn, reward_params=None):
   """One PPO iteration: rollout -> rewards -> update. Pure; jit it or scan it.
 
-  reward_fn(reward_params, transitions) -> rewards [T, B]. For the true reward, use
-  ``true_reward_fn``; issue 3 passes the learned reward ensemble.
-  Returns (state, transitions, metrics).
+  reward_fn(reward_params, transitions) -> (rewards [T, B], reward_params): the reward and the
+  reward function's parameters after seeing this batch (e.g. running normalisation statistics;
+  a stateless reward returns them unchanged). For the true reward, use ``true_reward_fn``.
+  Returns (state, transitions, metrics, reward_params).
   """
   key, k_roll, k_upd = jax.random.split(state.key, 3)
   env_state, tr = rollout(agent, env, state.params, state.env_state, k_roll,
                           agent.cfg.unroll_length)
-  rewards = reward_fn(reward_params, tr)
+  rewards, reward_params = reward_fn(reward_params, tr)
   params, opt_state, metrics = update(agent, state.params, state.opt_state, tr, rewards, k_upd)
   n_done = jnp.sum(tr.done)
   metrics["train/episodes"] = n_done
@@ -323,12 +324,12 @@ def train_step(agent: Agent, env: Hopper, state: PPOState, reward_fn, reward_par
   metrics["train/true_reward"] = jnp.mean(tr.true_reward)
   state = PPOState(params=params, opt_state=opt_state, env_state=env_state, key=key,
                    env_steps=state.env_steps + agent.cfg.batch_size)
-  return state, tr, metrics
+  return state, tr, metrics, reward_params
 
 
-def true_reward_fn(_, transitions: Transition) -> jax.Array:
+def true_reward_fn(params, transitions: Transition):
   """Reward for PPO on the task itself (baselines): the oracle's score."""
-  return transitions.true_reward
+  return transitions.true_reward, params
 
 
 @struct.dataclass

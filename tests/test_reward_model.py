@@ -122,3 +122,24 @@ def test_training_learns_held_out_order(trained):
   assert float(metrics["reward/val_accuracy"]) > 0.85
   assert float(metrics["reward/val_nll"]) < float(before["reward/val_nll"])
   assert metrics["reward/l2"].shape == (3,)
+
+
+def test_running_normalisation_of_member_rewards():
+  """The reward PPO sees is normalised by running statistics: the first batch by its own mean
+  and std, later batches move the statistics by ``rate`` only (a batch of a better policy is
+  not re-centred to zero at once)."""
+  norm = rm.init_norm(2)
+  a = jnp.array([[1.0, 3.0], [10.0, 30.0]])                      # [K=2, N=2]
+  norm = rm.update_norm(norm, a, 0.1)
+  np.testing.assert_allclose(norm.mean, [2.0, 20.0], rtol=1e-6)
+  np.testing.assert_allclose(norm.std, [1.0, 10.0], rtol=1e-5)
+  np.testing.assert_allclose(rm.apply_norm(norm, a), [-1.0, 1.0], rtol=1e-5)
+  b = a + jnp.array([[4.0], [40.0]])
+  norm = rm.update_norm(norm, b, 0.1)                              # second batch weighs 1/2
+  np.testing.assert_allclose(norm.mean, [4.0, 40.0], rtol=1e-6)
+  for _ in range(20):
+    norm = rm.update_norm(norm, b, 0.1)                            # then 1/3, 1/4, ... 0.1
+  c = rm.update_norm(norm, b + 100.0, 0.1)                         # a jump moves it by 0.1
+  np.testing.assert_allclose(c.mean - norm.mean, 0.1 * (b.mean(1) + 100.0 - norm.mean),
+                             rtol=1e-4)
+  assert float(c.batches) == 23

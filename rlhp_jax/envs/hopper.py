@@ -76,6 +76,9 @@ class HopperConfig:
   unhealthy_penalty: float = 0.0
   """Hop forward, fixed-horizon mode: reward subtracted for every step outside the healthy range
   (the paper's replacement for termination). Ignored in gym mode, which terminates instead."""
+  forward_while_unhealthy: bool = False
+  """Hop forward, fixed-horizon mode: also pay forward progress outside the healthy range (by
+  default a step outside it earns nothing, as a terminated Gym episode would)."""
 
   def __post_init__(self):
     v.one_of(self.mode, ("gym", "fixed_horizon"), "env.mode")
@@ -169,7 +172,8 @@ class Hopper:
     self.mjx_model = mjx.put_model(self.mj_model)
     self._oracle = functools.partial(
         tasks.ORACLES[cfg.task], bonus_always=cfg.mode == "gym", ctrl_cost=cfg.ctrl_cost,
-        unhealthy_penalty=0.0 if cfg.mode == "gym" else cfg.unhealthy_penalty)
+        unhealthy_penalty=0.0 if cfg.mode == "gym" else cfg.unhealthy_penalty,
+        forward_while_unhealthy=cfg.forward_while_unhealthy)
 
   def _initial_qpos_qvel(self, key):
     kq, kv = jax.random.split(key)

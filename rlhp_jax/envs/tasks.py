@@ -29,12 +29,14 @@ CTRL_COST = 1e-3
 
 
 def hop_forward(qpos, qvel, action, next_qpos, next_qvel, dt, healthy, *, bonus_always=False,
-                ctrl_cost=CTRL_COST, unhealthy_penalty=0.0):
+                ctrl_cost=CTRL_COST, unhealthy_penalty=0.0, forward_while_unhealthy=False):
   """Hop forward.
 
   gym-style (``bonus_always``):  r = (x' - x) / dt + 1 - ctrl_cost * |a|^2
   fixed-horizon:                 r = 1[healthy'] * ((x' - x) / dt + 1)
                                      - unhealthy_penalty * 1[not healthy'] - ctrl_cost * |a|^2
+  (with ``forward_while_unhealthy`` the forward term counts on every step:
+                                 r = (x' - x) / dt + 1[healthy'] - unhealthy_penalty * 1[not healthy'] ...)
 
   ``healthy`` is 1.0 while the state after the step is in Gym's healthy range. Gym-style mode
   ends the episode at the first unhealthy step (and pays that step in full, as Gym does). The
@@ -49,6 +51,8 @@ def hop_forward(qpos, qvel, action, next_qpos, next_qvel, dt, healthy, *, bonus_
   forward = (next_qpos[0] - qpos[0]) / dt
   if bonus_always:
     earned = FORWARD_WEIGHT * forward + HEALTHY_BONUS
+  elif forward_while_unhealthy:
+    earned = FORWARD_WEIGHT * forward + HEALTHY_BONUS * healthy - unhealthy_penalty * (1 - healthy)
   else:
     earned = healthy * (FORWARD_WEIGHT * forward + HEALTHY_BONUS) - unhealthy_penalty * (1 - healthy)
   return earned - ctrl_cost * jnp.sum(action**2)
