@@ -34,9 +34,10 @@ class Checkpointer:
     self._manager = self._open()
 
   def _open(self):
-    return ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=self._keep, create=True, enable_async_checkpointing=False))
+    with _quiet_absl():  # a damaged step's metadata is reported by restore, in one line
+      return ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(
+              max_to_keep=self._keep, create=True, enable_async_checkpointing=False))
 
   def save(self, step: int, state) -> None:
     finalize = getattr(self._manager, "_finalize_checkpoint", None)
@@ -52,14 +53,16 @@ class Checkpointer:
     faults.kill_point("checkpoint:after")
 
   def latest(self) -> int | None:
-    return self._manager.latest_step()
+    with _quiet_absl():
+      return self._manager.latest_step()
 
   def restore(self, like, step: int | None = None):
     """Restores into the structure (and shapes, dtypes) of ``like``; returns (step, state).
     Without ``step``, the newest readable checkpoint: an unreadable newest one is set aside
     with a warning and the one before it is used."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _payload(like))
-    steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
+    with _quiet_absl():
+      steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
     for i, s in enumerate(steps):
       try:
         with _quiet_absl():  # orbax logs its own parse errors; ours is the one line below

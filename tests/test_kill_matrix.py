@@ -63,12 +63,16 @@ KILLS = [
     "checkpoint:during:1",           # checkpoint files written, not finalized
     "checkpoint:torn:1",             # the newest checkpoint torn: resume falls back
 ]
-MORE_KILLS = [                       # RLHP_JAX_KILL_MATRIX=full adds a kill after every event
-    "store:pairs_asked:1", "store:pool_configured:1", "store:tasks_requested:1",
-    "store:answer:3", "store:pool_closed:1", "checkpoint:after:1",
+FULL_KILLS = [                       # RLHP_JAX_KILL_MATRIX=full: after every kind of event too
+    "store:pairs_asked:1", "store:clone_requested:1", "toloka:clone:after:1",
+    "store:pool_cloned:1", "store:pool_configured:1", "store:tasks_requested:1",
+    "toloka:create_tasks:before:1", "toloka:create_tasks:after:1", "store:tasks_created:1",
+    "store:pool_opened:1", "download:half:1", "store:answer:3", "store:torn:2",
+    "store:pool_closed:1", "metrics:before:1", "metrics:torn:1", "checkpoint:during:1",
+    "checkpoint:after:1", "checkpoint:torn:1",
 ]
 if os.environ.get("RLHP_JAX_KILL_MATRIX") == "full":
-  KILLS = KILLS[:1] + MORE_KILLS[:3] + KILLS[1:] + MORE_KILLS[3:]
+  KILLS = FULL_KILLS
 
 
 def oracle(input_values):
