@@ -51,7 +51,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from vs_imitation import _label, _ratio, machine, run_ours, time_to_thresholds  # noqa: E402
 
-THRESHOLDS = (500.0, 1000.0, 2000.0, 2500.0, 3000.0)
+THRESHOLDS = (250.0, 500.0, 1000.0, 2000.0, 2500.0, 3000.0)
 SMALL_CHUNKS = 4
 BRAX_PIN = "brax==0.14.2"
 

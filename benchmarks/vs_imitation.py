@@ -128,12 +128,12 @@ def imitation_curve(result: dict, launch_unix: float) -> list[dict]:
   offset = result["started_unix"] - launch_unix
   return [{"t": p["time_s"] + offset, "loop_s": p.get("loop_s"), "env_steps": p["env_steps"],
            "agent_steps": p["agent_steps"], "iteration": p["iteration"],
-           **{k: p.get(k) for k in FIGURES}} for p in result["curve"]]
+           **{k: p[k] for k in FIGURES if k in p}} for p in result["curve"]]
 
 
 def final_figures(curve) -> dict:
   last = curve[-1] if curve else {}
-  return {k: last.get(k) for k in FIGURES if k in last}
+  return {k: last[k] for k in FIGURES if last.get(k) is not None}
 
 
 def _ratio(a, b):
