@@ -130,7 +130,10 @@ def cmd_train(ns, rest) -> int:
 
 
 def check_run_config(cfg) -> None:
-  """What the drivers need of a config, checked before a run directory exists."""
+  """What the drivers need of a config, checked before a run directory exists (building the
+  run's static parts checks the budget against the label schedule; nothing is compiled)."""
+  from rlhp_jax import loop
+  loop.RLHP(cfg)
   if cfg.external_labels:
     validation.require(cfg.reward_source == "preferences", "labels",
                        f"{cfg.labels!r} needs reward_source='preferences'")
