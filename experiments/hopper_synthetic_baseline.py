@@ -1,5 +1,5 @@
 """The baseline for hopper_synthetic: the same env, PPO settings, budget and seeds, trained on
-the true hop-forward reward instead of preferences (the 75% bar's reference)."""
+the task's own reward instead of preferences (the reference arm of benchmarks/arms.py)."""
 
 import dataclasses
 import os

@@ -559,11 +559,12 @@ def finish(cfg, system, state, evaluate, eval_keys, metrics_log, run_dir, teache
            wall) -> dict:
   """Final evaluation of every run (also the last row of the metrics), summary, learning-curve
   PNG and policy video."""
+  done_at = time.time()   # when the final policy existed; evaluation is not training time
   ev = jax.device_get(evaluate(state, eval_keys))
   last_row = metrics_log.rows[-1] if metrics_log.rows else {}
-  metrics_log.write({**{k: last_row[k] for k in ("chunk", "iteration", "env_steps") if k in last_row},
+  metrics_log.write({**{k: last_row[k] for k in ("chunk", "iteration") if k in last_row},
                      "env_steps": int(np.asarray(state.ppo.env_steps).ravel()[0]),
-                     "wall_s": wall, "time": time.time(), "final": True, **eval_row(ev)})
+                     "wall_s": wall, "time": done_at, "final": True, **eval_row(ev)})
   qpos, alive = ev.qpos, ev.alive
   per_episode = lambda f, *xs: np.asarray(jax.vmap(jax.vmap(f, in_axes=1))(*xs))
   flips = per_episode(tasks.flips_completed, qpos[..., 2])

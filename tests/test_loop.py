@@ -207,3 +207,22 @@ def test_one_run_with_its_envs_split_over_host_devices_matches_one_device(cli_ru
   assert split["requested"] == alone["requested"] == 24
   np.testing.assert_array_equal(split["label"], alone["label"])
   np.testing.assert_allclose(split["obs"], alone["obs"], atol=5e-3)
+
+
+def test_evaluations_run_beside_training_and_are_stamped_with_their_policy(tiny_cfg, tmp_path):
+  """With a device left idle by the layout, evaluations run there while training goes on; each
+  becomes its own metrics row carrying the chunk, env steps and time of the evaluated policy."""
+  run_dir = str(tmp_path / "bg_eval")
+  os.makedirs(run_dir)
+  cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(
+      tiny_cfg.run, video=False, eval_every=2 * 2 * 128))      # every 2 chunks of 2 x 128 steps
+  loop.train(cfg, run_dir, log=lambda *_: None)
+  rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
+  train_rows = {r["chunk"]: r for r in rows if "steps_per_s" in r}
+  evals = [r for r in rows if "eval/gym_return" in r and not r.get("final")]
+  assert [r["chunk"] for r in evals] == [1]          # chunk 3 is the last: the final row covers it
+  for r in evals:
+    assert r["env_steps"] == train_rows[r["chunk"]]["env_steps"]
+    assert r["time"] == pytest.approx(train_rows[r["chunk"]]["time"], abs=1e-6)
+    assert 0.0 <= r["eval/healthy_fraction"][0] <= 1.0
+  assert rows[-1].get("final") and rows[-1]["env_steps"] == 1024
