@@ -262,6 +262,25 @@ def test_gatherer_reads_stored_answers_without_asking_again(tmp_path, monkeypatc
   np.testing.assert_array_equal(label[:2], [1.0, 0.0])
 
 
+def test_judgements_never_attach_to_recomputed_other_pairs(tmp_path, monkeypatch):
+  from rlhp_jax.label_store import PairMismatchError
+  run_dir = str(tmp_path)
+  store = LabelStore(run_dir)
+  for i, value in enumerate(["left", "right", "cant_tell"]):
+    store.add_answer(answer_id=f"human-{pair_id(4, i)}", pair_id=pair_id(4, i), iteration=4,
+                     pair=i, answer=value, worker="human", source="human")
+  monkeypatch.setattr(gatherer_module, "render_pairs", lambda *a, **k: pytest.fail("rendered"))
+  g = HumanGatherer(human_config(), run_dir, log=lambda *_: None)
+  query = fake_query()
+  assert g.label(query, 4)[1].sum() == 2                 # records the pairs' fingerprints
+  other = dict(query, pairs=dict(query["pairs"], qpos=np.asarray(query["pairs"]["qpos"]) + 0.1))
+  with pytest.raises(PairMismatchError, match="iteration 4: pair it00004-p000 is not the pair"):
+    HumanGatherer(human_config(), run_dir, log=lambda *_: None).label(other, 4)
+  store.add_event("iteration_dropped", iteration=4)        # rlhp-jax labels drop-iteration
+  label, valid = HumanGatherer(human_config(), run_dir, log=lambda *_: None).label(other, 4)
+  assert not valid.any()
+
+
 def test_gatherer_goes_on_after_the_batch_timeout(tmp_path, monkeypatch):
   run_dir = str(tmp_path)
   rendered = []
