@@ -347,7 +347,7 @@ def tiny(cfg):
                    pairs_per_iteration=4, oversample=2),
            reward=r(cfg.reward, ensemble_size=2, steps_per_iteration=4, batch_size=8),
            run=r(cfg.run, total_env_steps=384, eval_episodes=2, eval_every=100_000,
-                 video=False),
+                 eval_episode_length=100, video=False),
            clips=ClipConfig(width=64, height=48, workers=1))
 
 

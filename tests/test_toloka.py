@@ -39,7 +39,7 @@ TINY = ["--env.episode-length", "100", "--ppo.num-envs", "8", "--ppo.unroll-leng
         "--reward.steps-per-iteration", "4", "--reward.batch-size", "8",
         "--run.iterations-per-call", "2", "--run.total-env-steps", "512",
         "--run.eval-episodes", "2", "--run.eval-every", "100000", "--run.no-video",
-        "--clips.width", "64", "--clips.height", "48"]
+        "--run.eval-episode-length", "100", "--clips.width", "64", "--clips.height", "48"]
 
 
 @pytest.fixture(autouse=True)
