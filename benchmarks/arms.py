@@ -22,6 +22,7 @@ steps, IQM with the bootstrap band per arm) and ``arms.json`` into ``--out`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -116,7 +117,9 @@ def main(argv=None):
     run_dir = os.path.join(out, arm)
     os.makedirs(run_dir, exist_ok=True)
     t0 = time.perf_counter()
-    summary = loop.train(cfg, run_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
+    with contextlib.redirect_stdout(sys.stderr):    # progress lines: stdout is the JSON
+      summary = loop.train(cfg, run_dir,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     rows = report.MetricsLog(run_dir).rows
     curves[arm] = rows
