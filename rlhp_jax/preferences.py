@@ -64,7 +64,10 @@ def labels_due(cfg: PreferenceConfig, env_steps, total_env_steps: int):
   t = jnp.asarray(env_steps, jnp.float32)
   shape = {"paper": lambda x: jnp.log1p(x / tau), "hyperbolic": lambda x: x / (x + tau)}
   g = shape[cfg.schedule]
-  frac = jnp.clip(g(t) / g(jnp.float32(total_env_steps)), 0.0, 1.0)
+  # the budget is due in full at the end, exactly: XLA may fold g(total) at compile time with a
+  # log1p that differs in the last bit from the one it runs, and floor(699.99994) asks for 699
+  frac = jnp.where(t >= total_env_steps, 1.0,
+                   jnp.clip(g(t) / g(jnp.float32(total_env_steps)), 0.0, 1.0))
   return cfg.initial_labels + (cfg.total_labels - cfg.initial_labels) * frac
 
 
