@@ -167,7 +167,7 @@ class RLHP:
   def collect(self, state: RLHPState):
     """Rollouts, PPO on the learned reward, and the pairs to query. Returns (state, query,
     metrics)."""
-    cfg, p = self.cfg, self.cfg.prefs
+    p = self.cfg.prefs
     key, k_select, k_teach, k_learn = jax.random.split(state.key, 4)
     # Labels are due by the RL steps taken once this iteration's rollouts have run.
     n_request, warmup = preferences.pairs_to_request(
