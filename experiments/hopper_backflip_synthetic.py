@@ -21,7 +21,11 @@ CONFIG = ExperimentConfig(
     env=HopperConfig(mode="fixed_horizon", task="backflip", episode_length=1000),
     ppo=PPOConfig(num_envs=512, unroll_length=64, num_epochs=5, num_minibatches=16,
                   learning_rate=3e-4, reward_scale=0.1, entropy_cost=1e-3),
-    reward=RewardModelConfig(ensemble_size=3, steps_per_iteration=32),
+    # Per-batch reward normalisation and the old L2 steps (x2, floor 1e-8): with the running
+    # normalisation and the smooth L2 rule this run made no flip in 8 M steps (task return 916);
+    # with these, 1.1 backward turns per episode, 0.4 landed (one seed each, session 4).
+    reward=RewardModelConfig(ensemble_size=3, steps_per_iteration=32, normalization_rate=1.0,
+                             l2_factor=2.0, l2_min=1e-8),
     prefs=PreferenceConfig(total_labels=1400, pairs_per_iteration=32, fragment_length=50,
                            schedule_timescale=2e6),
     teacher=TeacherConfig(),
