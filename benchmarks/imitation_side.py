@@ -4,8 +4,8 @@ Prints one JSON object on stdout.
 Run by the interpreter of imitation's OWN virtualenv (see benchmarks/README.md), normally as
 a subprocess of ``benchmarks/vs_imitation.py``; it never imports rlhp_jax:
 
-    /work/imitation-venv/bin/python benchmarks/imitation_side.py --seed 0      # full size
-    /work/imitation-venv/bin/python benchmarks/imitation_side.py --seed 0 --total-timesteps 16384
+    ../imitation-venv/bin/python benchmarks/imitation_side.py --seed 0      # full size
+    ../imitation-venv/bin/python benchmarks/imitation_side.py --seed 0 --total-timesteps 16384
         --comparisons 40 --num-iterations 2 --eval-every 4096            # (one line) a smoke run
 
 What runs is what imitation's own ``train_preference_comparisons`` script builds with its

@@ -1,8 +1,8 @@
 """rlhp-jax's main job side by side with imitation 1.0.1's preference comparisons, on this
 machine, one after the other, per seed. Prints one JSON object.
 
-    python benchmarks/vs_imitation.py --imitation-python /work/imitation-venv/bin/python
-    python benchmarks/vs_imitation.py --imitation-python /work/imitation-venv/bin/python --full
+    python benchmarks/vs_imitation.py --imitation-python ../imitation-venv/bin/python
+    python benchmarks/vs_imitation.py --imitation-python ../imitation-venv/bin/python --full
 
 imitation runs in its own virtualenv (benchmarks/README.md says how to make it), as a subprocess
 running ``benchmarks/imitation_side.py``: SB3 PPO with imitation's tuned seals_hopper settings,
