@@ -231,9 +231,9 @@ def main(argv=None):
     real_stdout.write(json.dumps(result) + "\n")
     return
   sys.path.insert(0, ROOT)
-  from rlhp_jax import cli, experiment
+  from rlhp_jax import experiment
   overrides = args.overrides.split()
-  cfg = cli._override(experiment.load_experiment(os.path.join(ROOT, args.experiment)), overrides)
+  cfg = experiment.override(experiment.load_experiment(os.path.join(ROOT, args.experiment)), overrides)
   ppo = ppo_fields(cfg)
   rollouts = getattr(cfg.prefs, "rollouts_per_iteration", 1)
   chunk = ppo["num_envs"] * ppo["unroll_length"] * rollouts * cfg.run.iterations_per_call

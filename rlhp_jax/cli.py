@@ -27,45 +27,7 @@ import os
 import re
 import sys
 
-from rlhp_jax import run_lock, validation
-
-
-def _override(cfg, args):
-  """Applies ``--section.field value`` overrides with tyro on top of the experiment's CONFIG."""
-  if not args:
-    return cfg
-  import tyro
-  out = io.StringIO()
-  try:
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-      return tyro.cli(type(cfg), default=cfg, args=args, prog="rlhp-jax train EXPERIMENT")
-  except SystemExit as e:
-    raise validation.ConfigError(f"overrides: {_tyro_problem(out.getvalue(), args)}; use "
-                                 "--section.field value with fields of the experiment "
-                                 "(rlhp-jax train EXPERIMENT --help lists them)") from e
-
-
-def _tyro_problem(text: str, args) -> str:
-  """tyro's boxed error as one line, e.g. "Error parsing --ppo.num-envs: invalid literal for
-  int() with base 10: 'abc'" or "Unrecognized options: --ppo.num-env; perhaps you meant
-  --ppo.num-envs"."""
-  lines = [line.strip(" │─╭╮╰╯┃━┏┓┗┛|").strip() for line in text.splitlines()]
-  lines = [line for line in lines if line and not set(line) <= set("-─━")][1:]  # no title
-  problem, suggestions, in_suggestions = [], [], False
-  for line in lines:
-    if line.startswith(("For full helptext", "Argument helptext")):
-      break
-    if line.startswith("Perhaps you meant"):
-      in_suggestions = True
-    elif in_suggestions:
-      if line.startswith("--"):
-        suggestions.append(line.split()[0])
-    else:
-      problem.append(line)
-  text = " ".join(problem) or "could not parse " + " ".join(a for a in args if a.startswith("--"))
-  if suggestions:
-    text += "; perhaps you meant " + " or ".join(dict.fromkeys(suggestions))
-  return " ".join(text.split())[:300]
+from rlhp_jax import config_errors, run_lock
 
 
 def make_run_dir(cfg, out_dir: str | None = None) -> str:
@@ -82,7 +44,7 @@ def make_run_dir(cfg, out_dir: str | None = None) -> str:
     os.makedirs(path, exist_ok=False)
   except OSError as e:
     field = "--out" if out_dir else "run.out_dir"
-    raise validation.ConfigError(f"{field}: cannot create {path} ({e.strerror or e}); pass a "
+    raise config_errors.ConfigError(f"{field}: cannot create {path} ({e.strerror or e}); pass a "
                                  "folder you can write to with --out DIR") from None
   run_lock.lock(path)
   return path
@@ -93,21 +55,21 @@ def cmd_train(ns, rest) -> int:
   if ns.resume:
     run_dir = ns.resume
     config_path = os.path.join(run_dir, "config.json")
-    validation.require(os.path.isfile(config_path), "--resume",
+    config_errors.require(os.path.isfile(config_path), "--resume",
                        f"{run_dir!r} has no config.json; pass a run directory made by 'train'")
-    validation.require(not rest, "--resume", "takes no overrides: the run keeps its config")
+    config_errors.require(not rest, "--resume", "takes no overrides: the run keeps its config")
     run_lock.lock(run_dir)
     cfg = experiment.load_experiment(config_path)
     check_label_source(cfg)
   else:
-    validation.require(ns.experiment is not None, "experiment",
+    config_errors.require(ns.experiment is not None, "experiment",
                        "missing; pass experiments/<name>.py (or --resume RUN_DIR)")
     if "--help" in rest or "-h" in rest:
       import tyro
       cfg = experiment.load_experiment(ns.experiment)
       tyro.cli(type(cfg), default=cfg, args=["--help"], prog="rlhp-jax train EXPERIMENT")
       return 0
-    cfg = _override(experiment.load_experiment(ns.experiment), rest)
+    cfg = experiment.override(experiment.load_experiment(ns.experiment), rest)
     check_run_config(cfg)
     check_label_source(cfg)
     run_dir = make_run_dir(cfg, ns.out)
@@ -135,9 +97,9 @@ def check_run_config(cfg) -> None:
   from rlhp_jax import loop
   loop.RLHP(cfg)
   if cfg.external_labels:
-    validation.require(cfg.reward_source == "preferences", "labels",
+    config_errors.require(cfg.reward_source == "preferences", "labels",
                        f"{cfg.labels!r} needs reward_source='preferences'")
-    validation.require(cfg.run.num_seeds == 1, "run.num_seeds",
+    config_errors.require(cfg.run.num_seeds == 1, "run.num_seeds",
                        "the external driver runs one seed; set --run.num-seeds 1")
 
 
@@ -157,7 +119,7 @@ def check_label_source(cfg) -> None:
       client = toloka_gatherer.make_client(cfg.toloka.url, token)
       toloka_gatherer.preflight(client, cfg.toloka)
     except CrowdError as e:
-      raise validation.ConfigError(str(e)) from None
+      raise config_errors.ConfigError(str(e)) from None
   elif cfg.labels == "human" and cfg.human.port:
     import socket
     family = socket.AF_INET6 if ":" in cfg.human.host else socket.AF_INET
@@ -165,7 +127,7 @@ def check_label_source(cfg) -> None:
       try:
         probe.bind((cfg.human.host, cfg.human.port))
       except OSError as e:
-        raise validation.ConfigError(
+        raise config_errors.ConfigError(
             f"human.port: cannot listen on {cfg.human.host}:{cfg.human.port} "
             f"({e.strerror or e}); pass another with --human.port, or 0 for any free port") \
             from None
@@ -198,11 +160,11 @@ def cmd_render(ns) -> int:
   import numpy as np
   from rlhp_jax import experiment, loop
   config_path = os.path.join(ns.run_dir, "config.json")
-  validation.require(os.path.isfile(config_path), "run_dir",
+  config_errors.require(os.path.isfile(config_path), "run_dir",
                      f"{ns.run_dir!r} has no config.json; pass a run directory made by 'train'")
   cfg = experiment.load_experiment(config_path)
   qpos_path = os.path.join(ns.run_dir, "eval_qpos.npy")
-  validation.require(os.path.exists(qpos_path), "run_dir", f"{qpos_path} is missing")
+  config_errors.require(os.path.exists(qpos_path), "run_dir", f"{qpos_path} is missing")
   path = loop.write_policy_video(cfg, ns.run_dir, np.load(qpos_path))
   print(path or "no video written")
   return 0 if path else 1
@@ -214,7 +176,7 @@ def cmd_toloka(ns, rest) -> int:
   from rlhp_jax import experiment
   from rlhp_jax.crowd import storage as clip_storage
   from rlhp_jax.crowd import toloka_gatherer, toloka_setup
-  cfg = _override(experiment.load_experiment(ns.experiment), rest)
+  cfg = experiment.override(experiment.load_experiment(ns.experiment), rest)
   cfg.storage.check_ready()
   client = toloka_gatherer.make_client(cfg.toloka.url, toloka_gatherer.token_from_env())
   if cfg.storage.kind == "s3":
@@ -222,7 +184,7 @@ def cmd_toloka(ns, rest) -> int:
     try:
       clip_storage.S3Storage(cfg.storage, "preflight").check()
     except CrowdError as e:
-      raise validation.ConfigError(str(e)) from None
+      raise config_errors.ConfigError(str(e)) from None
   run_dir = make_run_dir(dataclasses.replace(cfg, name=f"{cfg.name}-toloka-setup"), ns.out)
   storage = clip_storage.make_storage(cfg.storage, run_dir, os.path.basename(run_dir))
   ids = toloka_setup.setup(cfg, run_dir, client, storage,
@@ -240,9 +202,9 @@ def cmd_labels(ns) -> int:
   resume recomputed other pairs than the ones asked); closes its open pools on the next
   resume. Nothing already stored is deleted."""
   from rlhp_jax import label_store
-  validation.require(os.path.isfile(os.path.join(ns.run_dir, "config.json")), "run_dir",
+  config_errors.require(os.path.isfile(os.path.join(ns.run_dir, "config.json")), "run_dir",
                      f"{ns.run_dir!r} has no config.json; pass a run directory made by 'train'")
-  validation.require(ns.iteration >= 0, "iteration", f"must be >= 0, got {ns.iteration}")
+  config_errors.require(ns.iteration >= 0, "iteration", f"must be >= 0, got {ns.iteration}")
   run_lock.lock(ns.run_dir)
   store = label_store.LabelStore(ns.run_dir)
   if store.last_event("iteration_dropped", iteration=ns.iteration) is None:
@@ -301,7 +263,7 @@ def main(argv=None) -> int:
         return cmd_toloka(ns, rest)
       if ns.command == "labels":
         return cmd_labels(ns)
-  except validation.ConfigError as e:
+  except config_errors.ConfigError as e:
     print(f"rlhp-jax: config error: {e}", file=sys.stderr)
     return 2
   except run_lock.RunLocked as e:

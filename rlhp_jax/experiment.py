@@ -3,15 +3,17 @@ saved as JSON beside the run."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 import json
 import math
 import os
 import runpy
 from typing import Any, Literal
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 from rlhp_jax.crowd.config import StorageConfig, TolokaConfig
 from rlhp_jax.envs.hopper import HopperConfig
 from rlhp_jax.envs.tasks import INSTRUCTIONS
@@ -234,3 +236,41 @@ def _run_file(path: str) -> dict:
 def config_class(data: dict):
   """The config class a saved dict belongs to (later issues add preference experiments)."""
   return ExperimentConfig
+
+
+def override(cfg, args):
+  """Applies ``--section.field value`` overrides with tyro on top of the experiment's CONFIG."""
+  if not args:
+    return cfg
+  import tyro
+  out = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+      return tyro.cli(type(cfg), default=cfg, args=args, prog="rlhp-jax train EXPERIMENT")
+  except SystemExit as e:
+    raise v.ConfigError(f"overrides: {_tyro_problem(out.getvalue(), args)}; use "
+                                 "--section.field value with fields of the experiment "
+                                 "(rlhp-jax train EXPERIMENT --help lists them)") from e
+
+
+def _tyro_problem(text: str, args) -> str:
+  """tyro's boxed error as one line, e.g. "Error parsing --ppo.num-envs: invalid literal for
+  int() with base 10: 'abc'" or "Unrecognized options: --ppo.num-env; perhaps you meant
+  --ppo.num-envs"."""
+  lines = [line.strip(" │─╭╮╰╯┃━┏┓┗┛|").strip() for line in text.splitlines()]
+  lines = [line for line in lines if line and not set(line) <= set("-─━")][1:]  # no title
+  problem, suggestions, in_suggestions = [], [], False
+  for line in lines:
+    if line.startswith(("For full helptext", "Argument helptext")):
+      break
+    if line.startswith("Perhaps you meant"):
+      in_suggestions = True
+    elif in_suggestions:
+      if line.startswith("--"):
+        suggestions.append(line.split()[0])
+    else:
+      problem.append(line)
+  text = " ".join(problem) or "could not parse " + " ".join(a for a in args if a.startswith("--"))
+  if suggestions:
+    text += "; perhaps you meant " + " or ".join(dict.fromkeys(suggestions))
+  return " ".join(text.split())[:300]

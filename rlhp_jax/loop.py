@@ -34,8 +34,8 @@ import numpy as np
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from rlhp_jax import (checkpoint, fragments, ppo, preferences, report, reward_model, teachers,
-                      validation)
+from rlhp_jax import (checkpoint, config_errors, fragments, ppo, preferences, report, reward_model,
+                      teachers)
 from rlhp_jax.envs import hopper, tasks
 from rlhp_jax.experiment import ExperimentConfig
 
@@ -91,7 +91,7 @@ class RLHP:
     self.agent = ppo.Agent(cfg.ppo, hopper.OBS_SIZE, hopper.ACTION_SIZE, total_updates=updates)
     self.ensemble = reward_model.RewardEnsemble(cfg.reward, hopper.OBS_SIZE, hopper.ACTION_SIZE)
     self.preference_learning = cfg.reward_source == "preferences"
-    validation.require(self.warmup_iterations < self.num_iterations, "prefs.pairs_per_iteration",
+    config_errors.require(self.warmup_iterations < self.num_iterations, "prefs.pairs_per_iteration",
                        f"collecting the initial {cfg.prefs.initial_labels} labels takes "
                        f"{self.warmup_iterations} iterations, the whole run has "
                        f"{self.num_iterations}; raise pairs_per_iteration or the env steps")

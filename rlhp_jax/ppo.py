@@ -22,7 +22,7 @@ import optax
 from flax import struct
 
 from rlhp_jax import networks, running_stats
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 from rlhp_jax.envs import tasks
 from rlhp_jax.envs.hopper import EnvState, Hopper, applied_action, is_healthy
 

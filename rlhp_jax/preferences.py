@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 
 BACKENDS = ("egl", "osmesa")
 DEBIAN_PACKAGES = {"egl": "libegl1 (with libgl1-mesa-dri)", "osmesa": "libosmesa6"}

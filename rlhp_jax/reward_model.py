@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 
 
 @dataclasses.dataclass(frozen=True)

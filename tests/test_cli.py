@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rlhp_jax import cli, experiment, validation
+from rlhp_jax import cli, config_errors, experiment
 from rlhp_jax.envs.hopper import HopperConfig
 from rlhp_jax.ppo import PPOConfig
 
@@ -54,13 +54,13 @@ def test_config_json_round_trip_and_unknown_field(tmp_path):
   data = json.loads(path.read_text())
   data["ppo"]["learning_rte"] = 1e-3
   path.write_text(json.dumps(data))
-  with pytest.raises(validation.ConfigError, match=r"ppo\.learning_rte: unknown field; did you "
+  with pytest.raises(config_errors.ConfigError, match=r"ppo\.learning_rte: unknown field; did you "
                                                    r"mean 'ppo\.learning_rate'"):
     experiment.load_experiment(str(path))
 
 
 def test_config_validation_messages():
-  with pytest.raises(validation.ConfigError, match=r"^env\.solver_iterations: must be a positive"):
+  with pytest.raises(config_errors.ConfigError, match=r"^env\.solver_iterations: must be a positive"):
     HopperConfig(solver_iterations=0)
-  with pytest.raises(validation.ConfigError, match=r"^ppo\.policy_hidden"):
+  with pytest.raises(config_errors.ConfigError, match=r"^ppo\.policy_hidden"):
     PPOConfig(policy_hidden=())

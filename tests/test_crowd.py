@@ -13,7 +13,7 @@ from rlhp_jax.crowd import aggregate, retry
 from rlhp_jax.crowd.config import StorageConfig, TolokaConfig
 from rlhp_jax.crowd.storage import LocalStorage, S3Storage, make_storage
 from rlhp_jax.crowd.toloka_gatherer import pair_of_url
-from rlhp_jax.validation import ConfigError
+from rlhp_jax.config_errors import ConfigError
 
 
 def answer(pid, worker, ans, n=0):

@@ -49,7 +49,7 @@ def token(monkeypatch):
 
 def crowd_config(standin, s3, base_pool_id, **toloka_fields):
   endpoint, bucket = s3
-  cfg = cli._override(experiment.load_experiment(EXP), TINY)
+  cfg = experiment.override(experiment.load_experiment(EXP), TINY)
   return dataclasses.replace(
       cfg, name="crowd_test", labels="toloka",
       storage=dataclasses.replace(cfg.storage, kind="s3", bucket=bucket, endpoint_url=endpoint,

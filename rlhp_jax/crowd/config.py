@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 
 TOKEN_ENV = "TOLOKA_TOKEN"
 

@@ -18,7 +18,7 @@ import shutil
 import urllib.parse
 from typing import Protocol
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 from rlhp_jax.crowd.config import StorageConfig
 from rlhp_jax.crowd.retry import CrowdError, retry_call
 

@@ -50,7 +50,7 @@ import uuid
 
 import numpy as np
 
-from rlhp_jax import faults, label_store, render, validation
+from rlhp_jax import config_errors, faults, label_store, render
 from rlhp_jax.crowd import aggregate
 from rlhp_jax.crowd.config import TOKEN_ENV
 from rlhp_jax.crowd.retry import CrowdError, RetriesExhausted, describe, is_transient, retry_call
@@ -81,10 +81,10 @@ ORPHAN_WINDOW_S = 300.0
 
 def token_from_env() -> str:
   token = os.environ.get(TOKEN_ENV, "").strip()
-  validation.require(bool(token), TOKEN_ENV,
+  config_errors.require(bool(token), TOKEN_ENV,
                      "is not set; export TOLOKA_TOKEN=<your OAuth token> (Toloka: Profile -> "
                      "Integrations). It is read from the environment only, never from a config")
-  validation.require(token.isascii() and token.isprintable() and " " not in token, TOKEN_ENV,
+  config_errors.require(token.isascii() and token.isprintable() and " " not in token, TOKEN_ENV,
                      "holds non-ASCII, space or control characters (a copy-paste artefact?); "
                      "export the token exactly as Toloka shows it")
   return token

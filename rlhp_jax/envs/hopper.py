@@ -36,7 +36,7 @@ from flax import struct
 with contextlib.redirect_stdout(sys.stderr):
   from mujoco import mjx
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 from rlhp_jax.envs import tasks
 
 ASSET = os.path.join(os.path.dirname(__file__), "assets", "hopper.xml")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from rlhp_jax import validation as v
+from rlhp_jax import config_errors as v
 
 
 @dataclasses.dataclass(frozen=True)

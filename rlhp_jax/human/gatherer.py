@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from rlhp_jax import validation
+from rlhp_jax import config_errors
 from rlhp_jax.envs import hopper
 from rlhp_jax.experiment import ExperimentConfig
 from rlhp_jax.human.server import SOURCE, LabelServer
@@ -82,7 +82,7 @@ class HumanGatherer:
                                   host=h.host, port=h.port, clips_dir=self.clips_dir,
                                   allowed_hosts=h.allowed_hosts).start()
       except OSError as e:
-        raise validation.ConfigError(
+        raise config_errors.ConfigError(
             f"human.port: cannot listen on {h.host}:{h.port} ({e.strerror or e}); pass "
             "another with --human.port, or 0 for any free port") from e
       self._say(f"judge clips at {self.server.url}")

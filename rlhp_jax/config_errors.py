@@ -1,4 +1,4 @@
-"""Config validation: every bad field becomes one line that names the field and the fix."""
+"""Config errors: every bad field becomes one line that names the field and the fix."""
 
 from __future__ import annotations
 
