@@ -70,7 +70,6 @@ def cmd_train(ns, rest) -> int:
       tyro.cli(type(cfg), default=cfg, args=["--help"], prog="rlhp-jax train EXPERIMENT")
       return 0
     cfg = experiment.override(experiment.load_experiment(ns.experiment), rest)
-    check_run_config(cfg)
     check_label_source(cfg)
     run_dir = make_run_dir(cfg, ns.out)
     experiment.save(cfg, os.path.join(run_dir, "config.json"))
@@ -91,21 +90,11 @@ def cmd_train(ns, rest) -> int:
   return 0
 
 
-def check_run_config(cfg) -> None:
-  """What the drivers need of a config, checked before a run directory exists (building the
-  run's static parts checks the budget against the label schedule; nothing is compiled)."""
-  from rlhp_jax import loop
-  loop.RLHP(cfg)
-  if cfg.external_labels:
-    config_errors.require(cfg.reward_source == "preferences", "labels",
-                       f"{cfg.labels!r} needs reward_source='preferences'")
-    config_errors.require(cfg.run.num_seeds == 1, "run.num_seeds",
-                       "the external driver runs one seed; set --run.num-seeds 1")
-
-
 def check_label_source(cfg) -> None:
-  """What a crowd or human run needs (ids, token, S3 credentials and bucket, a free port) is
-  checked before a run directory exists: a bad one is a config error, and nothing is made."""
+  """What a crowd or human run needs beyond its config fields (ids, token, S3 credentials and
+  bucket, a writable clip folder, an address to listen on) is checked before a run directory
+  exists: a bad one is a config error, and nothing is made. (The config's own fields were
+  checked when it was built.)"""
   if cfg.labels == "toloka":
     from rlhp_jax.crowd import storage as clip_storage
     from rlhp_jax.crowd import toloka_gatherer
@@ -113,6 +102,8 @@ def check_label_source(cfg) -> None:
     cfg.toloka.check_ready()
     cfg.storage.check_ready()
     token = toloka_gatherer.token_from_env()
+    if cfg.storage.kind == "local" and cfg.storage.local_dir:
+      _check_writable_dir(cfg.storage.local_dir, "storage.local_dir")
     try:
       if cfg.storage.kind == "s3":
         clip_storage.S3Storage(cfg.storage, "preflight").check()
@@ -120,17 +111,41 @@ def check_label_source(cfg) -> None:
       toloka_gatherer.preflight(client, cfg.toloka)
     except CrowdError as e:
       raise config_errors.ConfigError(str(e)) from None
-  elif cfg.labels == "human" and cfg.human.port:
-    import socket
-    family = socket.AF_INET6 if ":" in cfg.human.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-      try:
-        probe.bind((cfg.human.host, cfg.human.port))
-      except OSError as e:
+  elif cfg.labels == "human":
+    _check_listen(cfg.human.host, cfg.human.port)
+
+
+def _check_listen(host: str, port: int) -> None:
+  """The labelling page's server can listen on ``host:port`` (port 0: any free port, so only
+  the host is tried). Binds a probe socket and closes it; creates nothing."""
+  import socket
+  family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as human/server.py chooses
+  with socket.socket(family, socket.SOCK_STREAM) as probe:
+    try:
+      probe.bind((host, port))
+    except socket.gaierror as e:
+      raise config_errors.ConfigError(
+          f"human.host: cannot resolve {host!r} ({e.strerror or e}); pass an address of this "
+          "machine with --human.host, e.g. 127.0.0.1") from None
+    except OSError as e:
+      if port:
         raise config_errors.ConfigError(
-            f"human.port: cannot listen on {cfg.human.host}:{cfg.human.port} "
-            f"({e.strerror or e}); pass another with --human.port, or 0 for any free port") \
-            from None
+            f"human.port: cannot listen on {host}:{port} ({e.strerror or e}); pass another "
+            "with --human.port, or 0 for any free port") from None
+      raise config_errors.ConfigError(
+          f"human.host: cannot listen on {host} ({e.strerror or e}); pass an address of this "
+          "machine with --human.host, e.g. 127.0.0.1") from None
+
+
+def _check_writable_dir(path: str, field: str) -> None:
+  """``path`` is a folder this process can write to, or can be made under one (nothing is
+  created here: the nearest existing ancestor is checked)."""
+  probe = os.path.abspath(path)
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  config_errors.require(os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK), field,
+                        f"cannot write clips under {path!r} ({probe} is not a folder you can "
+                        "write to); pass another folder, or leave it empty for <run_dir>/clips")
 
 
 def make_gatherer(cfg, run_dir):

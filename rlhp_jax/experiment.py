@@ -106,7 +106,32 @@ class ExperimentConfig:
                 f"{self.prefs.fragment_length}")
       v.require(self.prefs.total_labels >= self.prefs.initial_labels, "prefs.initial_fraction",
                 "initial share exceeds the budget")
+      v.require(self.warmup_iterations < self.num_iterations, "prefs.pairs_per_iteration",
+                f"collecting the initial {self.prefs.initial_labels} labels takes "
+                f"{self.warmup_iterations} iterations, the whole run has "
+                f"{self.num_iterations}; raise pairs_per_iteration or the env steps")
+    if self.external_labels:
+      v.require(self.reward_source == "preferences", "labels",
+                f"{self.labels!r} needs reward_source='preferences'")
+      v.require(self.run.num_seeds == 1, "run.num_seeds",
+                "the external driver runs one seed; set --run.num-seeds 1")
 
+  @property
+  def num_iterations(self) -> int:
+    """RLHP iterations covering ``run.total_env_steps``, rounded up to whole jitted calls of
+    ``run.iterations_per_call`` iterations (each iteration is ``prefs.rollouts_per_iteration``
+    PPO batches)."""
+    k = self.run.iterations_per_call
+    per_iteration = self.ppo.batch_size * self.prefs.rollouts_per_iteration
+    return k * math.ceil(self.run.total_env_steps / (per_iteration * k))
+
+  @property
+  def warmup_iterations(self) -> int:
+    """Iterations spent collecting the initial labels with the policy frozen (0 without
+    preference learning)."""
+    if self.reward_source != "preferences":
+      return 0
+    return math.ceil(self.prefs.initial_labels / self.prefs.pairs_per_iteration)
 
   @property
   def external_labels(self) -> bool:

@@ -20,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_ppo_true_reward.py")
 TOLOKA_EXP = os.path.join(ROOT, "experiments", "hopper_backflip_toloka.py")
 HUMAN_EXP = os.path.join(ROOT, "experiments", "hopper_human.py")
+SYN_EXP = os.path.join(ROOT, "experiments", "hopper_synthetic.py")
 DOC = os.path.join(ROOT, "docs", "bad_inputs.md")
 
 
@@ -103,12 +104,21 @@ CASES = [
     ("override with an unknown choice", lambda t, c: (["train", EXP, "--env.mode", "sideways"],
                                                        {}), 2, "--env.mode"),
     ("a budget too small for the initial labels",
-     lambda t, c: (["train", os.path.join(ROOT, "experiments", "hopper_synthetic.py"),
-                    "--ppo.num-envs", "8", "--ppo.unroll-length", "16", "--ppo.num-minibatches",
-                    "2", "--prefs.fragment-length", "8", "--prefs.rollouts-per-iteration", "1",
+     lambda t, c: (["train", SYN_EXP, "--ppo.num-envs", "8", "--ppo.unroll-length", "16",
+                    "--ppo.num-minibatches", "2", "--prefs.fragment-length", "8",
+                    "--prefs.rollouts-per-iteration", "1",
                     "--prefs.total-labels", "24", "--prefs.pairs-per-iteration", "4",
                     "--run.iterations-per-call", "1", "--run.total-env-steps", "256"], {}),
      2, "prefs.pairs_per_iteration"),
+    ("labels 'external' with reward_source 'true'",
+     lambda t, c: (["train", EXP, "--labels", "external"], {}), 2, "reward_source='preferences'"),
+    ("labels 'external' with two seeds",
+     lambda t, c: (["train", SYN_EXP, "--labels", "external", "--run.num-seeds", "2"], {}), 2,
+     "run.num_seeds"),
+    ("config.json of an external run with two seeds",
+     lambda t, c: (["train", "--resume", saved_run(t, lambda d: (
+         d.update(labels="external", reward_source="preferences"),
+         d["run"].update(num_seeds=2)))], {}), 2, "run.num_seeds"),
     ("--out on a path that cannot be created",
      lambda t, c: (["train", EXP, "--out", "/etc/hostname/runs"], {}), 2, "--out"),
     ("--resume on a folder without config.json",
@@ -160,6 +170,16 @@ CASES = [
     ("human.port already in use",
      lambda t, c: (["train", HUMAN_EXP, "--human.port", str(c[2].getsockname()[1])], {}), 2,
      "human.port"),
+    ("human.host that does not resolve",
+     lambda t, c: (["train", HUMAN_EXP, "--human.host", "no-such-host.invalid", "--human.port",
+                    "0"], {}), 2, "human.host"),
+    ("human.host that is not an address of this machine",
+     lambda t, c: (["train", HUMAN_EXP, "--human.host", "192.0.2.1", "--human.port", "0"], {}),
+     2, "human.host"),
+    ("storage.local_dir that cannot be written",
+     lambda t, c: (toloka_args(c[0], c[1]) + ["--storage.kind", "local", "--storage.local-dir",
+                                               "/etc/hostname/clips"], {}), 2,
+     "storage.local_dir"),
     ("human.allowed_hosts that is not a host name",
      lambda t, c: (["train", HUMAN_EXP, "--human.allowed-hosts", "http://x/"], {}), 2,
      "human.allowed_hosts"),
@@ -240,3 +260,19 @@ def test_no_warp_notice_and_one_line_from_a_real_process(tmp_path):
   assert proc.stderr.strip().splitlines() == [
       "rlhp-jax: config error: ppo.num_envs: must be a positive integer, got 0"]
   assert not os.listdir(tmp_path)
+
+
+def test_config_checks_run_when_the_config_is_built():
+  """The checks that need several sections (label budget against the run's iterations, the
+  external driver's needs) fail where the config is made, not in a driver."""
+  import dataclasses
+  from rlhp_jax.config_errors import ConfigError
+  cfg = experiment.load_experiment(SYN_EXP)
+  assert cfg.num_iterations > cfg.warmup_iterations > 0
+  with pytest.raises(ConfigError, match="^run.num_seeds: "):
+    dataclasses.replace(cfg, labels="external", run=dataclasses.replace(cfg.run, num_seeds=2))
+  with pytest.raises(ConfigError, match="^labels: 'human' needs reward_source"):
+    dataclasses.replace(cfg, labels="human", reward_source="true")
+  with pytest.raises(ConfigError, match="^prefs.pairs_per_iteration: collecting the initial"):
+    dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, total_env_steps=1000,
+                                                     iterations_per_call=1))
