@@ -14,7 +14,7 @@ import pytest
 
 from conftest import FAKE_AWS, FAKE_TOLOKA_TOKEN
 from rlhp_jax import cli, experiment
-from rlhp_jax.crowd.standin import TolokaStandIn
+from support.toloka_standin import TolokaStandIn
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_ppo_true_reward.py")

@@ -22,7 +22,7 @@ from rlhp_jax.human.config import HumanConfig
 from rlhp_jax.human.gatherer import HumanGatherer
 from rlhp_jax.human.server import LabelServer, learning_curve
 from rlhp_jax.label_store import LabelStore, pair_id
-from rlhp_jax.render import ClipConfig
+from support import tiny as tiny_run
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_human.py")
@@ -339,16 +339,12 @@ def wait_for(predicate, timeout, poll=0.05):
 # -- a real run judged in the browser ----------------------------------------------------------
 
 def tiny(cfg):
-  r = dataclasses.replace
-  return r(cfg,
-           env=r(cfg.env, episode_length=100),
-           ppo=r(cfg.ppo, num_envs=8, unroll_length=16, num_minibatches=2, num_epochs=2),
-           prefs=r(cfg.prefs, fragment_length=16, total_labels=8, initial_fraction=0.5,
-                   pairs_per_iteration=4, oversample=2),
-           reward=r(cfg.reward, ensemble_size=2, steps_per_iteration=4, batch_size=8),
-           run=r(cfg.run, total_env_steps=384, eval_episodes=2, eval_every=100_000,
-                 eval_episode_length=100, video=False),
-           clips=ClipConfig(width=64, height=48, workers=1))
+  """The shared tiny run (tests/support/tiny.py) with longer fragments, 8 labels, one iteration
+  per call and one clip-rendering worker: 3 iterations of 128 env steps."""
+  return tiny_run.config(cfg, 384, False, "--prefs.fragment-length", "16",
+                         "--prefs.total-labels", "8", "--prefs.initial-fraction", "0.5",
+                         "--prefs.oversample", "2", "--run.iterations-per-call", "1",
+                         "--clips.workers", "1")
 
 
 def final_state(cfg, run_dir):

@@ -33,20 +33,13 @@ import toloka.client as toloka
 from conftest import FAKE_TOLOKA_TOKEN
 from rlhp_jax.crowd import toloka_setup
 from rlhp_jax.crowd.config import TolokaConfig
-from rlhp_jax.crowd.standin import TolokaStandIn
 from rlhp_jax.crowd.toloka_gatherer import pair_of_url
+from support import tiny
+from support.toloka_standin import TolokaStandIn
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_synthetic.py")
-TINY = ["--env.episode-length", "100", "--ppo.num-envs", "8", "--ppo.unroll-length", "16",
-        "--ppo.num-minibatches", "2", "--ppo.num-epochs", "2", "--prefs.fragment-length", "8",
-        "--prefs.total-labels", "24", "--prefs.pairs-per-iteration", "4",
-        "--prefs.oversample", "4", "--prefs.rollouts-per-iteration", "1",
-        "--reward.ensemble-size", "2",
-        "--reward.steps-per-iteration", "4", "--reward.batch-size", "8",
-        "--run.iterations-per-call", "2", "--run.total-env-steps", "512",
-        "--run.eval-episodes", "2", "--run.eval-every", "100000", "--run.no-video",
-        "--run.eval-episode-length", "100", "--clips.width", "64", "--clips.height", "48"]
+TINY = tiny.args(total_env_steps=512)
 CACHE = os.path.join(tempfile.gettempdir(), "rlhp-jax-kill-matrix-xla")
 
 KILLS = [

@@ -13,19 +13,11 @@ import numpy as np
 import pytest
 
 from rlhp_jax import checkpoint, cli, experiment, loop
+from support import tiny
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_synthetic.py")
-TINY = ["--env.episode-length", "100", "--ppo.num-envs", "8", "--ppo.unroll-length", "16",
-        "--ppo.num-minibatches", "2", "--ppo.num-epochs", "2", "--prefs.fragment-length", "8",
-        "--prefs.total-labels", "24", "--prefs.pairs-per-iteration", "4",
-        "--prefs.oversample", "4", "--prefs.rollouts-per-iteration", "1",
-        "--reward.ensemble-size", "2",
-        "--reward.steps-per-iteration", "4", "--reward.batch-size", "8",
-        "--run.iterations-per-call", "2", "--run.total-env-steps", "1024",
-        "--run.eval-episodes", "2", "--run.eval-episode-length", "100",
-        "--run.eval-every", "100000", "--run.video-width", "64",
-        "--run.video-height", "48"]
+TINY = tiny.args(total_env_steps=1024, video=True)
 
 
 @pytest.fixture(scope="module")

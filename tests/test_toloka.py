@@ -25,21 +25,14 @@ import toloka.client as toloka
 from conftest import FAKE_AWS, FAKE_TOLOKA_TOKEN
 from rlhp_jax import cli, experiment, label_store, loop
 from rlhp_jax.crowd import toloka_setup
-from rlhp_jax.crowd.standin import TolokaStandIn
 from rlhp_jax.crowd.toloka_gatherer import CrowdError, TolokaGatherer, pair_of_url
+from support import tiny
+from support.toloka_standin import TolokaStandIn
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_synthetic.py")
 # The same tiny run as tests/test_loop.py, so the jitted collect/learn come from the cache.
-TINY = ["--env.episode-length", "100", "--ppo.num-envs", "8", "--ppo.unroll-length", "16",
-        "--ppo.num-minibatches", "2", "--ppo.num-epochs", "2", "--prefs.fragment-length", "8",
-        "--prefs.total-labels", "24", "--prefs.pairs-per-iteration", "4",
-        "--prefs.oversample", "4", "--prefs.rollouts-per-iteration", "1",
-        "--reward.ensemble-size", "2",
-        "--reward.steps-per-iteration", "4", "--reward.batch-size", "8",
-        "--run.iterations-per-call", "2", "--run.total-env-steps", "512",
-        "--run.eval-episodes", "2", "--run.eval-every", "100000", "--run.no-video",
-        "--run.eval-episode-length", "100", "--clips.width", "64", "--clips.height", "48"]
+TINY = tiny.args(total_env_steps=512)
 
 
 @pytest.fixture(autouse=True)

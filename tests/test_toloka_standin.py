@@ -18,7 +18,8 @@ from toloka.client.project.field_spec import StringSpec, UrlSpec
 from toloka.client.project.task_spec import TaskSpec
 from toloka.client.project.view_spec import ClassicViewSpec
 
-from rlhp_jax.crowd.standin import ERROR, FAILED, HONEST, LEFT, RIGHT, SPAMMER, TolokaStandIn
+from support.toloka_standin import (ANSWER_ERROR, ANSWER_LEFT, ANSWER_RIGHT, WORKER_FAILED,
+                                    WORKER_HONEST, WORKER_SPAMMER, TolokaStandIn)
 
 
 def oracle(input_values):
@@ -46,7 +47,8 @@ def client(standin):
 
 def make_project(client):
   spec = TaskSpec(input_spec={"video1": UrlSpec(), "video2": UrlSpec()},
-                  output_spec={"result": StringSpec(allowed_values=[LEFT, RIGHT, ERROR])},
+                  output_spec={"result": StringSpec(
+                      allowed_values=[ANSWER_LEFT, ANSWER_RIGHT, ANSWER_ERROR])},
                   view_spec=ClassicViewSpec(markup="<video/>", script="", styles=""))
   return client.create_project(tc.Project(public_name="Which robot moves better?",
                                           public_description="Compare two clips", task_spec=spec))
@@ -87,12 +89,13 @@ def test_project_training_pool_roundtrip(standin, client):
   lesson = tc.Task(pool_id=training.id, infinite_overlap=True,
                    input_values={"video1": "http://c.invalid/0-l.mp4",
                                  "video2": "http://c.invalid/0-r.mp4"},
-                   known_solutions=[tc.Task.KnownSolution(output_values={"result": LEFT})],
+                   known_solutions=[tc.Task.KnownSolution(output_values={"result": ANSWER_LEFT})],
                    message_on_unknown_solution="The left robot hops forward.")
   assert len(client.create_tasks([lesson], allow_defaults=True).items) == 1
   assert client.open_training(training.id).status == tc.Training.Status.OPEN
   (stored,) = client.get_tasks(pool_id=training.id)
-  assert stored.infinite_overlap and stored.known_solutions[0].output_values == {"result": LEFT}
+  assert stored.infinite_overlap
+  assert stored.known_solutions[0].output_values == {"result": ANSWER_LEFT}
   pool = make_pool(client, project.id)
   pool.set_training_requirement(training_pool_id=training.id, training_passing_skill_value=80)
   pool = client.update_pool(pool.id, pool)
@@ -145,15 +148,16 @@ def test_clone_update_create_open_poll_until_done(standin, client):
   for task_answers in answers.values():
     users = [u for u, _, _ in task_answers]
     assert len(set(users)) == 5  # overlap answers from distinct workers
-    assert {r for _, r, _ in task_answers} <= {LEFT, RIGHT, ERROR}
-    honest = collections.Counter(r for u, r, _ in task_answers if standin.workers[u] == HONEST)
-    truth = LEFT if oracle(task_answers[0][2]) == 1.0 else RIGHT
+    assert {r for _, r, _ in task_answers} <= {ANSWER_LEFT, ANSWER_RIGHT, ANSWER_ERROR}
+    honest = collections.Counter(r for u, r, _ in task_answers
+                                 if standin.workers[u] == WORKER_HONEST)
+    truth = ANSWER_LEFT if oracle(task_answers[0][2]) == 1.0 else ANSWER_RIGHT
     agree += honest[truth] > sum(honest.values()) / 2
   assert agree / n_tasks > 0.9
   kinds = {standin.workers[a.user_id] for a in assignments}
-  assert kinds == {HONEST, SPAMMER, FAILED}
-  failed = [r for v in answers.values() for u, r, _ in v if standin.workers[u] == FAILED]
-  assert failed and set(failed) == {ERROR}
+  assert kinds == {WORKER_HONEST, WORKER_SPAMMER, WORKER_FAILED}
+  failed = [r for v in answers.values() for u, r, _ in v if standin.workers[u] == WORKER_FAILED]
+  assert failed and set(failed) == {ANSWER_ERROR}
 
   op = client.wait_operation(client.get_analytics([
       RealTasksCountPoolAnalytics(subject_id=pool.id),
@@ -344,7 +348,7 @@ def test_fetch_videos_answers_error_for_missing_clips(tmp_path):
       by_pair = collections.defaultdict(set)
       for a in s.answers(pool.id):
         by_pair[a["input_values"]["video1"].rsplit("/", 1)[-1]].add(a["answer"])
-      assert by_pair == {"0-left.mp4": {LEFT}, "1-left.mp4": {ERROR}}
+      assert by_pair == {"0-left.mp4": {ANSWER_LEFT}, "1-left.mp4": {ANSWER_ERROR}}
       assert (f"{base}/0-right.mp4", True) in s.video_fetches
       assert (f"{base}/1-left.mp4", False) in s.video_fetches
   finally:

@@ -1,5 +1,9 @@
 """A local Toloka stand-in: a real HTTP peer for the toloka-kit client, with simulated workers.
 
+Test code (``tests/support``; not shipped in the package). Its answer and worker-kind constants
+are prefixed (``ANSWER_LEFT``, ``WORKER_FAILED``) so they never pass for the label store's
+``LEFT`` / ``FAILED``.
+
 Toloka's sandbox is gone, so the crowd path is tested against this server instead. It speaks the
 JSON API that ``toloka.client.TolokaClient(token, url=standin.url, retries=0)`` (toloka-kit 1.2.3)
 calls, keeps everything in memory, and lets a crowd of simulated workers answer the tasks of open
@@ -97,11 +101,11 @@ import urllib.request
 import uuid
 from typing import Any, Callable
 
-LEFT, RIGHT, ERROR = "left", "right", "error"
+ANSWER_LEFT, ANSWER_RIGHT, ANSWER_ERROR = "left", "right", "error"
 """The answers of the seed project's output field: the left / right clip is better, or the clips
 failed to load."""
-HONEST, SPAMMER, FAILED = "honest", "spammer", "failed"
-WORKER_KINDS = (HONEST, SPAMMER, FAILED)
+WORKER_HONEST, WORKER_SPAMMER, WORKER_FAILED = "honest", "spammer", "failed"
+WORKER_KINDS = (WORKER_HONEST, WORKER_SPAMMER, WORKER_FAILED)
 
 OPEN, CLOSED, ARCHIVED = "OPEN", "CLOSED", "ARCHIVED"
 SUBMITTED, ACCEPTED, REJECTED = "SUBMITTED", "ACCEPTED", "REJECTED"
@@ -112,7 +116,7 @@ _FAILURE_CODES = {429: "TOO_MANY_REQUESTS", 500: "INTERNAL_ERROR",
 _CONTAINER_READONLY = ("id", "status", "last_close_reason", "created", "last_started",
                        "last_stopped", "type", "owner")
 _TASK_READONLY = ("id", "created", "remaining_overlap", "origin_task_id")
-_SECONDS_PER_TASK = {HONEST: 12, SPAMMER: 1, FAILED: 3}
+_SECONDS_PER_TASK = {WORKER_HONEST: 12, WORKER_SPAMMER: 1, WORKER_FAILED: 3}
 """Simulated time a worker of each kind spends on one task (spammers click through)."""
 _POOL_METRICS = ("real_tasks_count", "submitted_assignments_count", "skipped_assignments_count",
                  "rejected_assignments_count", "approved_assignments_count",
@@ -1019,7 +1023,8 @@ class TolokaStandIn:
     n_spam, n_failed = round(n * spammer_share), round(n * failed_share)
     if n_spam + n_failed > n:
       raise ValueError("spammer_share + failed_share must not exceed 1")
-    kinds = [SPAMMER] * n_spam + [FAILED] * n_failed + [HONEST] * (n - n_spam - n_failed)
+    kinds = ([WORKER_SPAMMER] * n_spam + [WORKER_FAILED] * n_failed
+             + [WORKER_HONEST] * (n - n_spam - n_failed))
     random.Random(self.seed).shuffle(kinds)
     ids = [hashlib.sha256(f"standin-worker-{self.seed}-{i}".encode()).hexdigest()[:32]
            for i in range(n)]
@@ -1126,16 +1131,16 @@ class TolokaStandIn:
   def _answer(self, kind: str, user: str, task: dict) -> str:
     rng = random.Random(f"{self.seed}/{task['id']}/{user}")
     input_values = task["input_values"]
-    if kind == FAILED:
-      return ERROR
+    if kind == WORKER_FAILED:
+      return ANSWER_ERROR
     if self.fetch_videos and not self._clips_load(input_values):
-      return ERROR
-    if kind == SPAMMER:
-      return rng.choice((LEFT, RIGHT))
+      return ANSWER_ERROR
+    if kind == WORKER_SPAMMER:
+      return rng.choice((ANSWER_LEFT, ANSWER_RIGHT))
     left = rng.random() < float(self.oracle(input_values))
     if rng.random() < self.noise:
       left = not left
-    return LEFT if left else RIGHT
+    return ANSWER_LEFT if left else ANSWER_RIGHT
 
   def _clips_load(self, input_values: dict) -> bool:
     urls = [v for v in input_values.values()
