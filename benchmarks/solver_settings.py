@@ -27,7 +27,7 @@ import jax
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rlhp_jax import experiment, loop  # noqa: E402
+from rlhp_jax import experiment, jsonl, loop  # noqa: E402
 from solver_transfer import evaluate_under, solver_config  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def train_with(cfg, spec: str, out_dir: str) -> tuple[str, dict]:
   experiment.save(cfg, os.path.join(run_dir, "config.json"))
   with contextlib.redirect_stdout(sys.stderr):  # progress lines; stdout is for the JSON
     summary = loop.train(cfg, run_dir)
-  rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+  rows = jsonl.read(os.path.join(run_dir, "metrics.jsonl"))
   curve = [[r["env_steps"], r["eval/return"][0]] for r in rows if "eval/return" in r]
   timed = rows[1:]  # the first chunk includes the compile
   return run_dir, {"solver": spec, "env_steps": summary["env_steps"],

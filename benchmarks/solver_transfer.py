@@ -23,17 +23,15 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from rlhp_jax import checkpoint, experiment, loop, ppo  # noqa: E402
+from rlhp_jax import checkpoint, loop, ppo  # noqa: E402
 from rlhp_jax.envs import hopper  # noqa: E402
 
 
 def final_policy(run_dir: str):
   """(config, agent, params of run 0) from a run directory's last checkpoint."""
-  cfg = experiment.load_experiment(os.path.join(run_dir, "config.json"))
+  cfg, step, state = checkpoint.restore_run(run_dir)
   system = loop.RLHP(cfg)
   n_runs = cfg.run.num_seeds * max(1, len(cfg.teachers))
-  like = jax.jit(system.init_runs)(loop.run_keys(cfg, max(1, len(cfg.teachers))))
-  step, state = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints")).restore(like)
   params = jax.tree.map(lambda x: x[0], state.ppo.params)
   return cfg, system.agent, params, int(np.asarray(state.ppo.env_steps)[0]), n_runs
 

@@ -46,6 +46,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "benchmarks")
+sys.path.insert(0, ROOT)  # rlhp_jax.jsonl reads our metrics (the training runs in a subprocess)
 THRESHOLDS = (1000.0, 1270.0, 2214.0, 3000.0)
 FIGURES = ("seals_return", "gym_return", "healthy_fraction", "forward_speed", "task_return")
 OUR_KEYS = {"seals_return": ("eval/seals_return",), "gym_return": ("eval/gym_return",),
@@ -87,12 +88,9 @@ def _label(thr) -> str:
 
 
 def read_metrics(path: str) -> list[dict]:
-  rows = []
-  with open(path) as f:
-    for line in f:
-      if line.strip():
-        rows.append(json.loads(line))
-  return rows
+  """Rows of an rlhp-jax ``metrics.jsonl`` (``rlhp_jax.jsonl``: a torn last line is skipped)."""
+  from rlhp_jax import jsonl
+  return jsonl.read(path)
 
 
 def our_curve(rows, launch_unix: float) -> list[dict]:

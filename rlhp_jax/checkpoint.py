@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from typing import Any, NamedTuple
 
 import jax
 import orbax.checkpoint as ocp
@@ -94,6 +95,47 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+class RestoredRun(NamedTuple):
+  config: Any        # the run's ExperimentConfig (its config.json)
+  step: int          # the checkpoint's step: a chunk (synthetic driver) or an iteration
+  state: Any         # the run state: leaves [runs, ...] (synthetic driver) or unbatched
+
+
+def restore_run(run_dir: str, step: int | None = None) -> RestoredRun:
+  """A run directory's config and its newest readable checkpoint (or ``step``) as a state.
+
+  The template is the core's initial state, shapes only (``jax.eval_shape``, nothing is
+  computed): the runs stacked on a leading axis for the synthetic driver (seeds x teacher
+  settings), one run's state for the external driver. Host effects: reads ``config.json`` and
+  ``checkpoints/``; an unreadable newest checkpoint is moved aside as ``Checkpointer.restore``
+  does. Raises ``ConfigError`` for a missing or bad config.json, ``CheckpointError`` when the
+  run has no checkpoint."""
+  import jax.numpy as jnp
+  from rlhp_jax import experiment
+  from rlhp_jax import loop  # the core (its state template); imported here only
+  cfg = experiment.load_experiment(os.path.join(run_dir, "config.json"))
+  directory = os.path.join(run_dir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"{run_dir}: no checkpoints/ folder; the run saved no checkpoint")
+  system = loop.RLHP(cfg)
+  if cfg.external_labels:
+    like = jax.eval_shape(system.init, jax.random.PRNGKey(cfg.run.seed))
+  else:
+    like = jax.eval_shape(system.init_runs, loop.run_keys(cfg, max(1, len(cfg.teachers))))
+  like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
+  checkpointer = Checkpointer(directory)
+  try:
+    if step is None and checkpointer.latest() is None:
+      raise CheckpointError(f"{directory}: holds no checkpoint")
+    restored_step, state = checkpointer.restore(like, step)
+  finally:
+    checkpointer.close()
+  if restored_step == 0:  # steps count from 1: every kept checkpoint was unreadable
+    raise CheckpointError(f"{directory}: no readable checkpoint (the unreadable ones were "
+                          f"moved to {directory}.unreadable)")
+  return RestoredRun(cfg, restored_step, state)
 
 
 @contextlib.contextmanager

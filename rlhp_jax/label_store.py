@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Iterable
 
-from rlhp_jax import faults
+from rlhp_jax import faults, jsonl
 
 LEFT, RIGHT, EQUAL, CANT_TELL, FAILED = "left", "right", "equal", "cant_tell", "failed"
 ANSWERS = (LEFT, RIGHT, EQUAL, CANT_TELL, FAILED)
@@ -61,6 +61,12 @@ def _write_line(fd: int, data: bytes) -> None:
   faults.write_maybe_torn(fd, data, "store:torn")
 
 
+def _is_record(record: dict) -> bool:
+  """A label-store line: an event, or an answer with its string id."""
+  return record.get("type") in ("answer", "event") and (
+      record["type"] == "event" or isinstance(record.get("answer_id"), str))
+
+
 class LabelStore:
   """Append-only, fsynced JSONL of answers and events; safe to share between threads.
 
@@ -85,29 +91,20 @@ class LabelStore:
   def _load(self) -> None:
     with open(self.path, "rb") as f:
       data = f.read()
-    end = data.rfind(b"\n") + 1
+    end = jsonl.complete_end(data)
     if end < len(data):
       # A crash mid-append left a torn tail; it was never acknowledged, so nothing acted on it.
       os.truncate(self.path, end)
       _fsync_path(self.path)
       self._warn(f"{self.path}: cut a torn last line ({len(data) - end} bytes) left by a crash")
-    for number, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-        ok = isinstance(record, dict) and record.get("type") in ("answer", "event") and (
-            record["type"] == "event" or isinstance(record.get("answer_id"), str))
-      except (json.JSONDecodeError, UnicodeDecodeError):
-        ok = False
-      if not ok:
-        self.skipped_lines.append(number)
-        self._warn(f"{self.path}: line {number} is not a label record; skipped (the file is "
-                   "left as it is)")
-        continue
-      self._records.append(record)
-      if record["type"] == "answer":
-        self._answer_ids.add(record["answer_id"])
+
+    def skipped(number: int, line: bytes) -> None:
+      self.skipped_lines.append(number)
+      self._warn(f"{self.path}: line {number} is not a label record; skipped (the file is "
+                 "left as it is)")
+
+    self._records = jsonl.parse(data[:end], on_bad=skipped, accept=_is_record)
+    self._answer_ids = {r["answer_id"] for r in self._records if r["type"] == "answer"}
 
   def _append(self, record: dict) -> None:
     data = (json.dumps(record, sort_keys=True) + "\n").encode()

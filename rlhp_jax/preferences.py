@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,8 +118,20 @@ def add(buffer: PreferenceBuffer, obs, action, label, valid, oracle_return, key,
   Invalid pairs (not requested, skipped by the teacher, unanswered) are dropped by scattering them
   to an out-of-range index. Each new pair is held out for validation with probability
   ``validation_fraction`` and gets Poisson(1) bootstrap weights, one per member.
+
+  Shapes: obs [N, 2, L, D] and action [N, 2, L, A] as the buffer's entries, label [N],
+  valid [N], oracle_return [N, 2]; checked when traced (chex), so a caller that cut fragments
+  of another length or sent another batch fails here, naming the argument.
   """
+  chex.assert_rank(label, 1, custom_message="preferences.add: label must be [N]")
   n = label.shape[0]
+  chex.assert_shape(obs, (n, *buffer.obs.shape[1:]), custom_message=(
+      "preferences.add: obs must be [N, 2, L, D] like the buffer's pairs"))
+  chex.assert_shape(action, (n, *buffer.action.shape[1:]), custom_message=(
+      "preferences.add: action must be [N, 2, L, A] like the buffer's pairs"))
+  chex.assert_shape(valid, (n,), custom_message="preferences.add: valid must be [N]")
+  chex.assert_shape(oracle_return, (n, 2),
+                    custom_message="preferences.add: oracle_return must be [N, 2]")
   valid = valid.astype(bool)
   slot = buffer.count + jnp.cumsum(valid) - 1
   slot = jnp.where(valid & (slot < buffer.capacity), slot, buffer.capacity)

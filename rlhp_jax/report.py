@@ -9,7 +9,7 @@ from typing import Iterable
 
 import numpy as np
 
-from rlhp_jax import faults
+from rlhp_jax import faults, jsonl
 
 
 def to_python(x):
@@ -35,7 +35,7 @@ class MetricsLog:
       self.rows = read_rows(self.path)
       with open(self.path, "rb") as f:
         data = f.read()
-      end = data.rfind(b"\n") + 1
+      end = jsonl.complete_end(data)
       if end < len(data):
         os.truncate(self.path, end)
 
@@ -65,19 +65,8 @@ class MetricsLog:
 
 def read_rows(path: str) -> list[dict]:
   """The rows of a metrics JSONL file; a torn or unreadable line (a crash mid-write) is
-  skipped, never an error."""
-  rows = []
-  with open(path, "rb") as f:
-    for line in f:
-      if not line.endswith(b"\n"):
-        break  # torn last line
-      try:
-        row = json.loads(line)
-      except (json.JSONDecodeError, UnicodeDecodeError):
-        continue
-      if isinstance(row, dict):
-        rows.append(row)
-  return rows
+  skipped, never an error (``jsonl.read``)."""
+  return jsonl.read(path)
 
 
 def plot_learning_curve(rows: Iterable[dict], path: str, title: str,

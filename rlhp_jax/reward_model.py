@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -161,7 +162,14 @@ class RewardEnsemble:
     return r.mean(0)
 
   def fragment_returns(self, params, obs, action) -> jax.Array:
-    """Predicted fragment returns: obs [..., L, D] -> [K, ...] (sum over the L axis)."""
+    """Predicted fragment returns: obs [..., L, D], action [..., L, A] -> [K, ...] (sum over
+    the L axis)."""
+    chex.assert_equal_shape_prefix([obs, action], obs.ndim - 1, custom_message=(
+        "RewardEnsemble.fragment_returns: obs and action must share [..., L]"))
+    chex.assert_axis_dimension(obs, -1, self.obs_size, custom_message=(
+        f"RewardEnsemble.fragment_returns: obs must end in D = {self.obs_size}"))
+    chex.assert_axis_dimension(action, -1, self.action_size, custom_message=(
+        f"RewardEnsemble.fragment_returns: action must end in A = {self.action_size}"))
     return self.member_rewards(params, obs, action).sum(-1)
 
 
@@ -197,8 +205,27 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
   Each member draws its minibatch indices in proportion to its Poisson bootstrap weights over the
   training entries (``filled & ~is_val``), so the resample needs no copies. Returns
   (state, metrics); with no training labels yet the weights are left unchanged.
+
+  Shapes (checked when traced, chex): the buffer's obs [C, 2, L, D] and action [C, 2, L, A]
+  with the ensemble's D and A, label and is_val [C], weight [C, K] with K members; the state's
+  l2 [K].
   """
   cfg = ensemble.cfg
+  c = buffer.label.shape[0]
+  chex.assert_rank(buffer.obs, 4, custom_message="reward_model.train: buffer.obs must be "
+                   "[C, 2, L, D]")
+  length = buffer.obs.shape[2]
+  chex.assert_shape(buffer.obs, (c, 2, length, ensemble.obs_size), custom_message=(
+      f"reward_model.train: buffer.obs must be [C, 2, L, D] with D = {ensemble.obs_size}"))
+  chex.assert_shape(buffer.action, (c, 2, length, ensemble.action_size), custom_message=(
+      f"reward_model.train: buffer.action must be [C, 2, L, A] with A = "
+      f"{ensemble.action_size}"))
+  chex.assert_shape([buffer.label, buffer.is_val], (c,),
+                    custom_message="reward_model.train: buffer.label and is_val must be [C]")
+  chex.assert_shape(buffer.weight, (c, cfg.ensemble_size), custom_message=(
+      f"reward_model.train: buffer.weight must be [C, K] with K = {cfg.ensemble_size} members"))
+  chex.assert_shape(state.l2, (cfg.ensemble_size,),
+                    custom_message="reward_model.train: state.l2 must be [K]")
   train_mask = buffer.filled() & ~buffer.is_val                 # [C]
   val_mask = buffer.filled() & buffer.is_val
   member_w = buffer.weight.T * train_mask                        # [K, C]

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from rlhp_jax import checkpoint, cli, experiment, label_store, report, run_lock
+from rlhp_jax import checkpoint, cli, experiment, jsonl, label_store, report, run_lock
 from rlhp_jax.crowd import retry
 from rlhp_jax.crowd.config import StorageConfig
 from rlhp_jax.crowd.retry import CrowdError
@@ -129,6 +129,18 @@ def test_metrics_log_tolerates_a_torn_last_line(tmp_path):
   assert [r["iteration"] for r in resumed.rows] == [1, 2]
   resumed.write({"iteration": 3, "x": 3.0})
   assert [json.loads(line)["iteration"] for line in open(log.path)] == [1, 2, 3]
+
+
+def test_one_jsonl_reader_skips_a_torn_tail_and_reports_bad_lines(tmp_path):
+  path = tmp_path / "x.jsonl"
+  path.write_bytes(b'{"a": 1}\n\n[1, 2]\n\xff\xfe\n{"a": 2, "b": "x"}\n{"a": 3, "b"')
+  bad = []
+  rows = jsonl.read(str(path), on_bad=lambda n, line: bad.append((n, line)))
+  assert rows == [{"a": 1}, {"a": 2, "b": "x"}]                # the torn tail left out
+  assert bad == [(3, b"[1, 2]"), (4, b"\xff\xfe")]             # blank line 2 is quiet
+  assert jsonl.read(str(path), accept=lambda r: "b" in r) == [{"a": 2, "b": "x"}]
+  assert jsonl.read(str(tmp_path / "none.jsonl")) == []
+  assert path.read_bytes().endswith(b'"b"')                     # reading changes nothing
 
 
 def test_config_json_is_written_atomically(tmp_path, monkeypatch):

@@ -11,8 +11,6 @@ import traceback
 import urllib.error
 import urllib.request
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -348,10 +346,10 @@ def tiny(cfg):
 
 
 def final_state(cfg, run_dir):
-  system = loop.RLHP(cfg)
-  like = jax.eval_shape(system.init, jnp.zeros((2,), jnp.uint32))
-  like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
-  return checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints")).restore(like)[1]
+  """The run's last checkpoint, read back as a benchmark would (config.json + checkpoints)."""
+  restored = checkpoint.restore_run(run_dir)
+  assert restored.config == cfg and restored.step == cfg.num_iterations
+  return restored.state
 
 
 class Page:
@@ -391,6 +389,7 @@ def test_judging_in_the_browser_trains_the_reward_model(tmp_path):
   run_dir = str(tmp_path / "run")
   os.makedirs(run_dir)
   cfg = tiny(human_config())
+  experiment.save(cfg, os.path.join(run_dir, "config.json"))  # as the CLI does
   lines, outcome = [], {}
   g = HumanGatherer(cfg, run_dir, log=lines.append)
 

@@ -143,3 +143,32 @@ def test_running_normalisation_of_member_rewards():
   np.testing.assert_allclose(c.mean - norm.mean, 0.1 * (b.mean(1) + 100.0 - norm.mean),
                              rtol=1e-4)
   assert float(c.batches) == 23
+
+
+def test_wrong_shapes_fail_where_arrays_cross_modules():
+  """preferences.add and reward_model.train check their arrays' shapes when traced (chex): a
+  wrong one fails at once with a message naming the function and the argument."""
+  k = jax.random.PRNGKey(0)
+  n = 4
+  buf = preferences.init_buffer(8, 3, 11, 3, 2)
+  good = dict(obs=jnp.zeros((n, 2, 3, 11)), action=jnp.zeros((n, 2, 3, 3)), label=jnp.zeros(n),
+              valid=jnp.ones(n, bool), oracle_return=jnp.zeros((n, 2)))
+  add = lambda **kw: jax.jit(lambda b, a: preferences.add(b, **a, key=k, validation_fraction=0.0,
+                                                          bootstrap=True))(buf, {**good, **kw})
+  assert int(add().count) == n
+  with pytest.raises(AssertionError, match=r"preferences.add: obs must be \[N, 2, L, D\]"):
+    add(obs=jnp.zeros((n, 2, 5, 11)))                     # fragments of another length
+  with pytest.raises(AssertionError, match="preferences.add: valid must be"):
+    add(valid=jnp.ones(n + 1, bool))
+  with pytest.raises(AssertionError, match="preferences.add: label must be"):
+    add(label=jnp.zeros((n, 1)))
+  ens = rm.RewardEnsemble(rm.RewardModelConfig(ensemble_size=2, steps_per_iteration=1,
+                                               batch_size=2), 11, 3)
+  state = ens.init(k)
+  rm.train(ens, state, add(), k)
+  with pytest.raises(AssertionError, match="reward_model.train: buffer.weight must be"):
+    rm.train(ens, state, preferences.init_buffer(8, 3, 11, 3, 3), k)   # 3 weights, 2 members
+  with pytest.raises(AssertionError, match="reward_model.train: buffer.obs must be"):
+    rm.train(ens, state, preferences.init_buffer(8, 3, 12, 3, 2), k)   # another obs size
+  with pytest.raises(AssertionError, match="fragment_returns: action must end in A = 3"):
+    ens.fragment_returns(state.params, jnp.zeros((n, 2, 3, 11)), jnp.zeros((n, 2, 3, 4)))

@@ -40,7 +40,7 @@ import sys
 import threading
 import urllib.parse
 
-from rlhp_jax import label_store
+from rlhp_jax import jsonl, label_store
 from rlhp_jax.label_store import LabelStore
 
 SOURCE = WORKER = "human"
@@ -244,17 +244,7 @@ class LabelServer:
 
 def read_metrics(run_dir: str) -> list[dict]:
   """Rows of ``metrics.jsonl`` (a torn last line, mid-write, is skipped)."""
-  path = os.path.join(run_dir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  rows = []
-  with open(path) as f:
-    for line in f:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        continue
-  return rows
+  return jsonl.read(os.path.join(run_dir, "metrics.jsonl"))
 
 
 def _last_value(rows: list[dict], key: str):
