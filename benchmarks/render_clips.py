@@ -5,7 +5,7 @@ Prints one JSON object.
     python benchmarks/render_clips.py                    # 8 pairs of 150-step clips, 320x240
     python benchmarks/render_clips.py --pairs 100 --steps 150 --width 480 --height 360
 
-Figures: seconds for one pair on its own (the issue's bar: a pair of 150-step clips in < 10 s,
+Figures: seconds for one pair on its own (the target: a pair of 150-step clips in < 10 s,
 process start-up included), clips/s over a batch, bytes per clip, and the GL backend used.
 The poses are a scripted hop-and-flip motion (rendering cost does not depend on the policy).
 """

@@ -259,7 +259,7 @@ def _run_file(path: str) -> dict:
 
 
 def config_class(data: dict):
-  """The config class a saved dict belongs to (later issues add preference experiments)."""
+  """The config class a saved dict belongs to (one kind today; the hook for others)."""
   return ExperimentConfig
 
 
