@@ -118,9 +118,11 @@ def check_label_source(cfg) -> None:
 def _check_listen(host: str, port: int) -> None:
   """The labelling page's server can listen on ``host:port`` (port 0: any free port, so only
   the host is tried). Binds a probe socket and closes it; creates nothing."""
+  import errno
   import socket
   family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as human/server.py chooses
   with socket.socket(family, socket.SOCK_STREAM) as probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server binds
     try:
       probe.bind((host, port))
     except socket.gaierror as e:
@@ -128,7 +130,7 @@ def _check_listen(host: str, port: int) -> None:
           f"human.host: cannot resolve {host!r} ({e.strerror or e}); pass an address of this "
           "machine with --human.host, e.g. 127.0.0.1") from None
     except OSError as e:
-      if port:
+      if port and e.errno != errno.EADDRNOTAVAIL:
         raise config_errors.ConfigError(
             f"human.port: cannot listen on {host}:{port} ({e.strerror or e}); pass another "
             "with --human.port, or 0 for any free port") from None
