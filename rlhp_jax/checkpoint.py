@@ -11,13 +11,14 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import time
 
 import jax
 import orbax.checkpoint as ocp
 
 from rlhp_jax import faults
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -27,9 +28,8 @@ class CheckpointError(RuntimeError):
 class Checkpointer:
   """Keeps the last ``keep`` checkpoints of a state pytree, indexed by chunk number."""
 
-  def __init__(self, directory: str, keep: int = 2, warn=None):
+  def __init__(self, directory: str, keep: int = 2):
     self.directory = os.path.abspath(directory)
-    self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     self._keep = keep
     self._manager = self._open()
 
@@ -73,7 +73,7 @@ class Checkpointer:
                                 f"({type(e).__name__}: {_first_line(e)})") from e
         aside = self._set_aside(s)
         older = steps[i + 1] if i + 1 < len(steps) else None
-        self._warn(f"warning: checkpoint {s} is unreadable ({type(e).__name__}: "
+        log.warning(f"warning: checkpoint {s} is unreadable ({type(e).__name__}: "
                    f"{_first_line(e)}); moved to {aside}; "
                    + (f"falling back to checkpoint {older}" if older is not None
                       else "no older checkpoint, starting from the beginning"))
