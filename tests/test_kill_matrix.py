@@ -31,10 +31,10 @@ import pytest
 import toloka.client as toloka
 
 from conftest import FAKE_TOLOKA_TOKEN
+from rlhp_jax.clips import pair_of_url
 from rlhp_jax.crowd import toloka_setup
 from rlhp_jax.crowd.config import TolokaConfig
 from rlhp_jax.crowd.standin import TolokaStandIn
-from rlhp_jax.crowd.toloka_gatherer import pair_of_url
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_synthetic.py")
