@@ -29,7 +29,7 @@ import sys
 
 from rlhp_jax import config_errors, run_lock
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("rlhp_jax.cli")  # also when run as __main__ (python -m)
 
 
 class _Lines(logging.Handler):
