@@ -50,6 +50,10 @@ class Metrics:
 
 @struct.dataclass
 class RLHPState:
+  """One run's whole state (the drivers stack runs on a leading axis): the agent with its env
+  batch (``ppo.env_state`` leaves [B, ...]), the reward ensemble, the preference buffer and the
+  counters; a checkpoint holds exactly this."""
+
   ppo: ppo.PPOState
   reward: reward_model.RewardState
   reward_norm: reward_model.RewardNorm   # running statistics of the reward PPO is given
