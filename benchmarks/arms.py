@@ -22,9 +22,9 @@ steps, IQM with the bootstrap band per arm) and ``arms.json`` into ``--out`` and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -102,6 +102,7 @@ def main(argv=None):
   p.add_argument("--out", default=None, help="folder for arms.json and arms_curves.png")
   p.add_argument("--tiny", action="store_true", help="tiny shapes (smoke test)")
   args = p.parse_args(argv)
+  logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.INFO)
   base = experiment.load_experiment(args.experiment)
   out = args.out or tempfile.mkdtemp(prefix="rlhp-arms-")
   os.makedirs(out, exist_ok=True)
@@ -117,9 +118,7 @@ def main(argv=None):
     run_dir = os.path.join(out, arm)
     os.makedirs(run_dir, exist_ok=True)
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):    # progress lines: stdout is the JSON
-      summary = loop.train(cfg, run_dir,
-                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    summary = loop.train(cfg, run_dir)    # progress lines go to stderr: stdout is the JSON
     wall = time.perf_counter() - t0
     rows = report.MetricsLog(run_dir).rows
     curves[arm] = rows

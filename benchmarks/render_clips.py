@@ -20,17 +20,17 @@ import shutil
 import sys
 import tempfile
 import time
+import types
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from rlhp_jax import render  # noqa: E402
-from rlhp_jax.envs import hopper  # noqa: E402
+from rlhp_jax import clips, render  # noqa: E402
 
 DT = 0.008  # env step of the default Hopper (4 x 0.002 s)
 
 
-def scripted_pairs(num_pairs: int, steps: int, seed: int = 0) -> dict:
+def scripted_pairs(num_pairs: int, steps: int, seed: int = 0):
   """qpos [P, 2, T, 6]: moving forward, bobbing, tumbling backwards at random rates."""
   rng = np.random.default_rng(seed)
   t = np.arange(steps) * DT
@@ -41,12 +41,14 @@ def scripted_pairs(num_pairs: int, steps: int, seed: int = 0) -> dict:
   qpos[..., 1] = 1.25 + 0.2 * np.abs(np.sin(6 * t))
   qpos[..., 2] = spin * t
   qpos[..., 3:] = 0.3 * np.sin(8 * t + rng.uniform(0, 6, (num_pairs, 2, 3, 1))).swapaxes(-1, -2)
-  return {"pairs": {"qpos": qpos}, "mask": np.ones(num_pairs, bool)}
+  # what ``clips.render_asked`` reads of a query
+  return types.SimpleNamespace(pairs=types.SimpleNamespace(qpos=qpos),
+                               mask=np.ones(num_pairs, bool))
 
 
 def timed(query, iteration, out_dir, cfg) -> float:
   t0 = time.perf_counter()
-  render.render_pairs(hopper.ASSET, query, iteration, out_dir, cfg, DT)
+  clips.render_asked(query, iteration, out_dir, cfg, DT)
   return time.perf_counter() - t0
 
 

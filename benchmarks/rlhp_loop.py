@@ -6,8 +6,8 @@ training) with 1, 4 and 16 seeds vmapped in one compile. Prints one JSON object.
 
 Figures per seed count: env steps/s summed over seeds, seconds per iteration, compile time, and
 ``wall_ratio_vs_1_seed`` (time per iteration relative to one seed; 16 seeds at <= 4x is the bar).
-Runs are laid out over the backend's devices as training lays them out (``loop.Layout``: on
-CPU one host device per core; an even seed count is split by seed, one seed by env batch).
+Runs are laid out over the backend's devices as training lays them out (``layout.Layout``: on
+CPU one host device per core; a seed count that divides is split by seed, one seed by env batch).
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from rlhp_jax import experiment, loop, teachers  # noqa: E402
+from rlhp_jax import core, experiment, loop  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def measure(cfg, n_seeds: int, calls: int) -> dict:
   cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, num_seeds=n_seeds))
-  system = loop.RLHP(cfg)
-  keys = loop.run_keys(cfg, 1)
-  layout, init, chunk, _ = loop.compile_runs(system, keys)  # as training lays runs out
-  state = init(keys)
+  system = core.RLHP(cfg)
+  keys = core.run_keys(cfg, 1)
+  compiled = loop.compile_runs(system, keys)  # as training lays runs out
+  layout, chunk = compiled.layout, compiled.chunk
+  state = compiled.init(keys)
   teacher = layout.put(
       jax.tree.map(lambda x: jnp.repeat(x[None], n_seeds, 0), cfg.teacher.params()),
       layout.per_run)
@@ -44,7 +45,7 @@ def measure(cfg, n_seeds: int, calls: int) -> dict:
   for _ in range(calls):
     state, metrics = jax.block_until_ready(chunk(state, teacher))
   dt = (time.perf_counter() - t0) / (calls * cfg.run.iterations_per_call)
-  return {"seeds": n_seeds, "split": layout.kind, "devices": layout.devices,
+  return {"seeds": n_seeds, "split": layout.kind, "devices": len(layout.devices),
           "envs_per_seed": cfg.ppo.num_envs,
           "env_steps_per_s": n_seeds * cfg.ppo.batch_size / dt, "s_per_iteration": dt,
           "first_call_s": first,

@@ -15,9 +15,9 @@ its return under 100:50 (MuJoCo's defaults), one that learned to hop keeps it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -37,8 +37,7 @@ def train_with(cfg, spec: str, out_dir: str) -> tuple[str, dict]:
   run_dir = os.path.join(out_dir, cfg.name)
   os.makedirs(run_dir, exist_ok=True)
   experiment.save(cfg, os.path.join(run_dir, "config.json"))
-  with contextlib.redirect_stdout(sys.stderr):  # progress lines; stdout is for the JSON
-    summary = loop.train(cfg, run_dir)
+  summary = loop.train(cfg, run_dir)  # progress lines go to stderr; stdout is for the JSON
   rows = jsonl.read(os.path.join(run_dir, "metrics.jsonl"))
   curve = [[r["env_steps"], r["eval/return"][0]] for r in rows if "eval/return" in r]
   timed = rows[1:]  # the first chunk includes the compile
@@ -56,6 +55,7 @@ def main():
   p.add_argument("--eval-every", type=int, default=None)
   p.add_argument("--out", default=None, help="keep the runs here (default: a temporary dir)")
   args = p.parse_args()
+  logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.INFO)
   solvers = args.solver or (["1:4", "4:8", "100:50"] if args.full else ["1:4", "4:8"])
   steps = args.steps or (5_000_000 if args.full else 1_000_000)
   cfg = experiment.load_experiment(os.path.join(ROOT, "experiments",

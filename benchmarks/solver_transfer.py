@@ -23,14 +23,14 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from rlhp_jax import checkpoint, loop, ppo  # noqa: E402
+from rlhp_jax import checkpoint, core, ppo  # noqa: E402
 from rlhp_jax.envs import hopper  # noqa: E402
 
 
 def final_policy(run_dir: str):
   """(config, agent, params of run 0) from a run directory's last checkpoint."""
   cfg, step, state = checkpoint.restore_run(run_dir)
-  system = loop.RLHP(cfg)
+  system = core.RLHP(cfg)
   n_runs = cfg.run.num_seeds * max(1, len(cfg.teachers))
   params = jax.tree.map(lambda x: x[0], state.ppo.params)
   return cfg, system.agent, params, int(np.asarray(state.ppo.env_steps)[0]), n_runs
@@ -46,9 +46,9 @@ def evaluate_under(run_dir: str, solvers, episodes: int | None = None) -> dict:
   """The final policy of ``run_dir`` evaluated under each solver setting ("ITER:LS")."""
   cfg, agent, params, steps, n_runs = final_policy(run_dir)
   episodes = episodes or cfg.run.eval_episodes
-  # the key of the run's own final evaluation (loop.train), so the training setting
-  # reproduces summary.json's first eval return
-  key = jax.random.split(jax.random.PRNGKey(10_000 + cfg.run.seed), n_runs)[0]
+  # the key of the run's own final evaluation, so the training setting reproduces
+  # summary.json's first eval return
+  key = core.eval_keys(cfg, n_runs)[0]
   row = {"run": os.path.basename(run_dir.rstrip("/")), "env_steps": steps,
          "episodes": episodes,
          "trained_solver": f"{cfg.env.solver_iterations}:{cfg.env.ls_iterations}",

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import time
 from typing import Any, NamedTuple
 
@@ -19,6 +18,8 @@ import jax
 import orbax.checkpoint as ocp
 
 from rlhp_jax import faults
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -28,9 +29,8 @@ class CheckpointError(RuntimeError):
 class Checkpointer:
   """Keeps the last ``keep`` checkpoints of a state pytree, indexed by chunk number."""
 
-  def __init__(self, directory: str, keep: int = 2, warn=None):
+  def __init__(self, directory: str, keep: int = 2):
     self.directory = os.path.abspath(directory)
-    self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     self._keep = keep
     self._manager = self._open()
 
@@ -74,7 +74,7 @@ class Checkpointer:
                                 f"({type(e).__name__}: {_first_line(e)})") from e
         aside = self._set_aside(s)
         older = steps[i + 1] if i + 1 < len(steps) else None
-        self._warn(f"warning: checkpoint {s} is unreadable ({type(e).__name__}: "
+        log.warning(f"warning: checkpoint {s} is unreadable ({type(e).__name__}: "
                    f"{_first_line(e)}); moved to {aside}; "
                    + (f"falling back to checkpoint {older}" if older is not None
                       else "no older checkpoint, starting from the beginning"))
@@ -106,24 +106,20 @@ class RestoredRun(NamedTuple):
 def restore_run(run_dir: str, step: int | None = None) -> RestoredRun:
   """A run directory's config and its newest readable checkpoint (or ``step``) as a state.
 
-  The template is the core's initial state, shapes only (``jax.eval_shape``, nothing is
-  computed): the runs stacked on a leading axis for the synthetic driver (seeds x teacher
-  settings), one run's state for the external driver. Host effects: reads ``config.json`` and
-  ``checkpoints/``; an unreadable newest checkpoint is moved aside as ``Checkpointer.restore``
-  does. Raises ``ConfigError`` for a missing or bad config.json, ``CheckpointError`` when the
-  run has no checkpoint."""
+  The template is the core's initial state of the run's stack of runs, shapes only
+  (``jax.eval_shape``, nothing is computed): seeds x teacher settings on a leading axis for the
+  synthetic driver, a stack of one run for the external driver. Host effects: reads
+  ``config.json`` and ``checkpoints/``; an unreadable newest checkpoint is moved aside as
+  ``Checkpointer.restore`` does. Raises ``ConfigError`` for a missing or bad config.json,
+  ``CheckpointError`` when the run has no checkpoint."""
   import jax.numpy as jnp
-  from rlhp_jax import experiment
-  from rlhp_jax import loop  # the core (its state template); imported here only
+  from rlhp_jax import core, experiment
   cfg = experiment.load_experiment(os.path.join(run_dir, "config.json"))
   directory = os.path.join(run_dir, "checkpoints")
   if not os.path.isdir(directory):
     raise CheckpointError(f"{run_dir}: no checkpoints/ folder; the run saved no checkpoint")
-  system = loop.RLHP(cfg)
-  if cfg.external_labels:
-    like = jax.eval_shape(system.init, jax.random.PRNGKey(cfg.run.seed))
-  else:
-    like = jax.eval_shape(system.init_runs, loop.run_keys(cfg, max(1, len(cfg.teachers))))
+  system = core.RLHP(cfg)
+  like = jax.eval_shape(system.init_runs, core.run_keys(cfg, max(1, len(cfg.teachers))))
   like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
   checkpointer = Checkpointer(directory)
   try:

@@ -23,11 +23,49 @@ import dataclasses
 import datetime
 import io
 import json
+import logging
 import os
-import re
 import sys
 
 from rlhp_jax import config_errors, run_lock
+
+log = logging.getLogger("rlhp_jax.cli")  # also when run as __main__ (python -m)
+
+
+class _Lines(logging.Handler):
+  """The package's one output path: message-only lines, notices to stdout, warnings and errors
+  to stderr (the streams are looked up per line, so redirecting them works). A record with
+  ``redraw`` (a progress line that changes in place) is redrawn on a terminal."""
+
+  def __init__(self):
+    super().__init__(logging.INFO)
+    self._open_redraw = None
+
+  def emit(self, record):
+    try:
+      stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+      line = self.format(record)
+      if getattr(record, "redraw", False) and stream.isatty():
+        stream.write(f"\r{line}\x1b[K")
+        self._open_redraw = stream
+      else:
+        if self._open_redraw is not None:
+          self._open_redraw.write("\n")
+          self._open_redraw = None
+        stream.write(line + "\n")
+      stream.flush()
+    except Exception:  # noqa: BLE001 - logging must never stop a run
+      self.handleError(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+  """One handler on the ``rlhp_jax`` logger (replacing an earlier one) that prints each
+  message as it is."""
+  logger = logging.getLogger("rlhp_jax")
+  for handler in [h for h in logger.handlers if isinstance(h, _Lines)]:
+    logger.removeHandler(handler)
+  logger.addHandler(_Lines())
+  logger.setLevel(level)
 
 
 def make_run_dir(cfg, out_dir: str | None = None) -> str:
@@ -73,7 +111,7 @@ def cmd_train(ns, rest) -> int:
     check_label_source(cfg)
     run_dir = make_run_dir(cfg, ns.out)
     experiment.save(cfg, os.path.join(run_dir, "config.json"))
-  print(f"run directory: {run_dir}", flush=True)
+  log.info(f"run directory: {run_dir}")
   from rlhp_jax import loop, report
   if cfg.external_labels:
     gatherer = make_gatherer(cfg, run_dir)
@@ -84,9 +122,9 @@ def cmd_train(ns, rest) -> int:
   with open(os.path.join(run_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   if len(summary["teachers"]) > 1:
-    print(report.teacher_table(summary))
+    log.info(report.teacher_table(summary))
     report.plot_teachers(summary, os.path.join(run_dir, "teachers.png"))
-  print(json.dumps(summary, indent=2))
+  log.info(json.dumps(summary, indent=2))
   return 0
 
 
@@ -155,12 +193,38 @@ def make_gatherer(cfg, run_dir):
   teacher behind the same interface."""
   if cfg.labels == "toloka":
     from rlhp_jax.crowd.toloka_gatherer import TolokaGatherer
-    return TolokaGatherer(cfg, run_dir)
+    return TolokaGatherer(cfg.toloka, cfg.storage, cfg.clips, run_dir, env_dt=cfg.env.dt)
   if cfg.labels == "human":
     from rlhp_jax.human.gatherer import HumanGatherer
-    return HumanGatherer(cfg, run_dir)
+    return HumanGatherer(cfg.human, cfg.clips, run_dir, instruction=cfg.instruction_text,
+                         env_dt=cfg.env.dt)
   from rlhp_jax import loop
   return loop.SyntheticGatherer(cfg.teacher)
+
+
+def clear_cut_pairs(cfg, num_pairs: int, seed: int = 0):
+  """Pairs for Toloka's training tasks, built with the core: fragments from the initial random
+  policy whose oracle returns differ the most. Returns one run's ``Query`` (numpy leaves) with
+  those ``num_pairs`` pairs masked."""
+  import jax
+  import numpy as np
+
+  from rlhp_jax import core
+  small = dataclasses.replace(
+      cfg, labels="external",
+      ppo=dataclasses.replace(cfg.ppo, num_envs=min(cfg.ppo.num_envs, 32)),
+      prefs=dataclasses.replace(cfg.prefs, selection="random", pairs_per_iteration=max(
+          4 * num_pairs, cfg.prefs.pairs_per_iteration)),
+      run=dataclasses.replace(cfg.run, num_seeds=1))
+  system = core.RLHP(small)
+  state = jax.jit(system.init)(jax.random.PRNGKey(seed))
+  _, query, _ = jax.jit(system.collect)(state)
+  query = jax.tree.map(np.asarray, jax.device_get(query))
+  returns = query.pairs.true_reward.sum(-1)
+  gap = np.abs(returns[:, 0] - returns[:, 1])
+  mask = np.zeros(len(gap), bool)
+  mask[np.argsort(-gap)[:num_pairs]] = True
+  return query.replace(mask=mask)
 
 
 def _service_errors():
@@ -175,15 +239,15 @@ def cmd_render(ns) -> int:
   """Renders a run's saved evaluation episode (eval_qpos.npy) to policy.mp4, e.g. for runs made
   on a machine without a GL backend."""
   import numpy as np
-  from rlhp_jax import experiment, loop
+  from rlhp_jax import experiment, summary
   config_path = os.path.join(ns.run_dir, "config.json")
   config_errors.require(os.path.isfile(config_path), "run_dir",
                      f"{ns.run_dir!r} has no config.json; pass a run directory made by 'train'")
   cfg = experiment.load_experiment(config_path)
   qpos_path = os.path.join(ns.run_dir, "eval_qpos.npy")
   config_errors.require(os.path.exists(qpos_path), "run_dir", f"{qpos_path} is missing")
-  path = loop.write_policy_video(cfg, ns.run_dir, np.load(qpos_path))
-  print(path or "no video written")
+  path = summary.write_policy_video(cfg, ns.run_dir, np.load(qpos_path))
+  log.info(path or "no video written")
   return 0 if path else 1
 
 
@@ -204,13 +268,14 @@ def cmd_toloka(ns, rest) -> int:
       raise config_errors.ConfigError(str(e)) from None
   run_dir = make_run_dir(dataclasses.replace(cfg, name=f"{cfg.name}-toloka-setup"), ns.out)
   storage = clip_storage.make_storage(cfg.storage, run_dir, os.path.basename(run_dir))
-  ids = toloka_setup.setup(cfg, run_dir, client, storage,
-                           num_training_tasks=ns.training_tasks)
+  training = clear_cut_pairs(cfg, ns.training_tasks)
+  ids = toloka_setup.setup(cfg.toloka, cfg.instruction_text, training, cfg.clips, cfg.env.dt,
+                           run_dir, client, storage)
   with open(os.path.join(run_dir, "toloka_ids.json"), "w") as f:
     json.dump(ids, f, indent=2)
-  print("put these in the experiment config (or pass them as overrides):")
+  log.info("put these in the experiment config (or pass them as overrides):")
   for key, value in ids.items():
-    print(f"  --toloka.{key.replace('_', '-')} {value}")
+    log.info(f"  --toloka.{key.replace('_', '-')} {value}")
   return 0
 
 
@@ -226,8 +291,8 @@ def cmd_labels(ns) -> int:
   store = label_store.LabelStore(ns.run_dir)
   if store.last_event("iteration_dropped", iteration=ns.iteration) is None:
     store.add_event("iteration_dropped", iteration=ns.iteration)
-  print(f"iteration {ns.iteration} of {ns.run_dir} dropped; resume with: rlhp-jax train "
-        f"--resume {ns.run_dir}")
+  log.info(f"iteration {ns.iteration} of {ns.run_dir} dropped; resume with: rlhp-jax train "
+           f"--resume {ns.run_dir}")
   return 0
 
 
@@ -242,7 +307,7 @@ def _quiet_mjx_import():
   finally:
     for line in out.getvalue().splitlines():
       if line.strip() and "import warp" not in line and "import mujoco_warp" not in line:
-        print(line)
+        log.info(line)
   yield
 
 
@@ -268,6 +333,7 @@ def main(argv=None) -> int:
   labels.add_argument("run_dir")
   labels.add_argument("iteration", type=int)
   ns, rest = parser.parse_known_args(argv)
+  configure_logging()
   if ns.command in ("render", "labels") and rest:
     parser.error(f"unrecognized arguments: {' '.join(rest)}")
   try:
@@ -281,16 +347,16 @@ def main(argv=None) -> int:
       if ns.command == "labels":
         return cmd_labels(ns)
   except config_errors.ConfigError as e:
-    print(f"rlhp-jax: config error: {e}", file=sys.stderr)
+    log.error(f"rlhp-jax: config error: {e}")
     return 2
   except run_lock.RunLocked as e:
-    print(f"rlhp-jax: {e}", file=sys.stderr)
+    log.error(f"rlhp-jax: {e}")
     return 4
   except _service_errors() as e:
-    print(f"rlhp-jax: {e}", file=sys.stderr)
+    log.error(f"rlhp-jax: {e}")
     return 3
   except KeyboardInterrupt:
-    print("interrupted (resume with: rlhp-jax train --resume RUN_DIR)", file=sys.stderr)
+    log.error("interrupted (resume with: rlhp-jax train --resume RUN_DIR)")
     return 130
   return 1
 

@@ -12,9 +12,9 @@ One file, ``<run_dir>/labels/labels.jsonl``; each line is a record with a ``type
     event    anything a restart must know: e.g. {"event": "pool_opened", "iteration": 3,
              "pool_id": "..."} written before tasks are created.
 
-Pair ids are ``it<iteration>-p<index>``; the external driver recomputes the same query for an
-interrupted iteration, so the ids (and the answers stored under them) line up after a restart.
-Each iteration's pairs are recorded with a fingerprint of their states (``pairs_asked``); a
+Pair ids and fingerprints are made by ``clips``; the external driver recomputes the same query
+for an interrupted iteration, so the ids (and the answers stored under them) line up after a
+restart. Each iteration's pairs are recorded with their fingerprints (``pairs_asked``); a
 restart that recomputes other pairs under the same ids is stopped (``check_pairs``).
 
 The file is only ever appended to: a torn tail is cut at the last newline on open, a failed
@@ -25,22 +25,20 @@ skipped. Nothing rewrites it, so no crash can lose what it held.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import threading
 import time
 from typing import Iterable
 
 from rlhp_jax import faults, jsonl
 
+log = logging.getLogger(__name__)
+
 LEFT, RIGHT, EQUAL, CANT_TELL, FAILED = "left", "right", "equal", "cant_tell", "failed"
 ANSWERS = (LEFT, RIGHT, EQUAL, CANT_TELL, FAILED)
 """left / right: that clip is better; equal: equally good (label 0.5); cant_tell: the person
 could not judge (no label); failed: the clips did not load (no label, the pair is re-asked)."""
-
-
-def pair_id(iteration: int, index: int) -> str:
-  return f"it{iteration:05d}-p{index:03d}"
 
 
 def label_of(answer: str) -> float | None:
@@ -71,16 +69,16 @@ class LabelStore:
   """Append-only, fsynced JSONL of answers and events; safe to share between threads.
 
   The file is never rewritten. On open, a torn tail (a crash mid-append) is cut off at the last
-  newline with ``truncate``; a line in the middle that does not parse is reported (``warn``)
-  and skipped. An append that fails (a full disk) is rolled back to the previous size and
-  raises ``LabelStoreError``, so the next append never lands on a partial line.
+  newline with ``truncate``; a line in the middle that does not parse is reported
+  and skipped (a warning on this module's logger). An append that fails (a full disk) is
+  rolled back to the previous size and raises ``LabelStoreError``, so the next append never
+  lands on a partial line.
   """
 
-  def __init__(self, run_dir: str, filename: str = "labels.jsonl", warn=None):
+  def __init__(self, run_dir: str, filename: str = "labels.jsonl"):
     self.dir = os.path.join(run_dir, "labels")
     os.makedirs(self.dir, exist_ok=True)
     self.path = os.path.join(self.dir, filename)
-    self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     self._lock = threading.Lock()
     self._records: list[dict] = []
     self._answer_ids: set[str] = set()
@@ -96,11 +94,11 @@ class LabelStore:
       # A crash mid-append left a torn tail; it was never acknowledged, so nothing acted on it.
       os.truncate(self.path, end)
       _fsync_path(self.path)
-      self._warn(f"{self.path}: cut a torn last line ({len(data) - end} bytes) left by a crash")
+      log.warning(f"{self.path}: cut a torn last line ({len(data) - end} bytes) left by a crash")
 
     def skipped(number: int, line: bytes) -> None:
       self.skipped_lines.append(number)
-      self._warn(f"{self.path}: line {number} is not a label record; skipped (the file is "
+      log.warning(f"{self.path}: line {number} is not a label record; skipped (the file is "
                  "left as it is)")
 
     self._records = jsonl.parse(data[:end], on_bad=skipped, accept=_is_record)
@@ -187,33 +185,6 @@ def _fsync_path(path: str) -> None:
     os.fsync(fd)
   finally:
     os.close(fd)
-
-
-def fingerprint(qpos, qvel) -> str:
-  """A short hash of one pair's states (qpos, qvel of both clips), rounded to 1e-4 so that a
-  recomputation on the same setup matches while a different pair does not."""
-  import hashlib
-
-  import numpy as np
-  h = hashlib.sha256()
-  for x in (qpos, qvel):
-    x = np.round(np.asarray(x, np.float64), 4) + 0.0  # + 0.0: -0.0 hashes as 0.0
-    h.update(str(x.shape).encode())
-    h.update(np.ascontiguousarray(x).tobytes())
-  return h.hexdigest()[:16]
-
-
-def query_fingerprints(query: dict, iteration: int) -> dict[str, str]:
-  """{pair_id: fingerprint} of the pairs a query asks for (``query["mask"]``)."""
-  import numpy as np
-  pairs = query["pairs"]
-  qvel = pairs.get("qvel")
-  out = {}
-  for i in np.flatnonzero(np.asarray(query["mask"])):
-    i = int(i)
-    out[pair_id(iteration, i)] = fingerprint(
-        pairs["qpos"][i], qvel[i] if qvel is not None else np.zeros(0))
-  return out
 
 
 def check_pairs(store: "LabelStore", iteration: int, fingerprints: dict[str, str],

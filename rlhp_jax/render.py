@@ -174,39 +174,6 @@ def _run(xml_path, clips, width, height, camera, shadows, workers):
   return out
 
 
-def render_pairs(xml_path: str, query: dict, iteration: int, out_dir: str, cfg: ClipConfig,
-                 dt: float) -> list[dict]:
-  """Draws the clips of the pairs a query asks for (``query["mask"]``), only those.
-
-  Writes ``<out_dir>/<pair_id>-{left,right}.mp4`` and returns one record per pair:
-  ``{"pair": index, "pair_id", "left", "right"}`` (file paths). Clips already on disk (a
-  restarted iteration) are not drawn again.
-  """
-  from rlhp_jax.label_store import pair_id as make_pair_id
-  os.makedirs(out_dir, exist_ok=True)
-  stride = cfg.stride(dt)
-  fps = 1.0 / (dt * stride)
-  qpos = np.asarray(query["pairs"]["qpos"])
-  records, todo_q, todo_paths = [], [], []
-  for i in np.flatnonzero(np.asarray(query["mask"])):
-    pid = make_pair_id(iteration, int(i))
-    rec = {"pair": int(i), "pair_id": pid}
-    for side, s in (("left", 0), ("right", 1)):
-      path = os.path.join(out_dir, f"{pid}-{side}.mp4")
-      rec[side] = path
-      if not os.path.exists(path):
-        todo_q.append(qpos[i, s, ::stride])
-        todo_paths.append(path)
-    records.append(rec)
-  # Encode to a temporary name, then rename: a crash never leaves a half-written clip behind.
-  tmp = [p + ".part.mp4" for p in todo_paths]
-  render_videos(xml_path, todo_q, tmp, fps, cfg.width, cfg.height, cfg.camera,
-                cfg.workers or None, cfg.shadows)
-  for t, p in zip(tmp, todo_paths):
-    os.replace(t, p)
-  return records
-
-
 def write_video(path: str, frames: np.ndarray, fps: float) -> None:
   """H.264 mp4 via mediapy, with the ffmpeg binary that the imageio-ffmpeg wheel ships."""
   import imageio_ffmpeg

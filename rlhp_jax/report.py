@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Iterable
@@ -10,6 +11,8 @@ from typing import Iterable
 import numpy as np
 
 from rlhp_jax import faults, jsonl
+
+log = logging.getLogger(__name__)
 
 
 def to_python(x):
@@ -133,7 +136,8 @@ def plot_learning_curve(rows: Iterable[dict], path: str, title: str,
 
 
 class Progress:
-  """One terminal line per report: percent, env steps, steps/s and the chosen metrics."""
+  """One line per report on this module's logger: percent, env steps, steps/s (rows of an
+  evaluation have none: blank) and the chosen metrics. Usable as a driver's ``progress_fn``."""
 
   def __init__(self, total_steps: int, keys: dict[str, str]):
     self.total = total_steps
@@ -142,15 +146,16 @@ class Progress:
 
   def __call__(self, steps: int, metrics: dict) -> None:
     elapsed = time.perf_counter() - self.start
+    rate = metrics.get("steps_per_s")
     parts = [f"[{100 * steps / self.total:5.1f}%]", f"steps {steps:>10,d}",
-             f"{metrics.get('steps_per_s', 0):>8,.0f} steps/s", f"{elapsed:6.0f}s"]
+             f"{rate:>8,.0f} steps/s" if rate is not None else " " * 16, f"{elapsed:6.0f}s"]
     for key, label in self.keys.items():
       vals = [x for x in np.ravel(np.asarray(metrics.get(key, []), dtype=object))
               if x is not None]
       if vals:
         val = float(np.mean(np.asarray(vals, float)))
         parts.append(f"{label} {val:8.2f}" if abs(val) < 10 else f"{label} {val:8.1f}")
-    print("  ".join(parts), flush=True)
+    log.info("  ".join(parts))
 
 
 def teacher_table(summary: dict) -> str:

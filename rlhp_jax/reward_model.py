@@ -20,6 +20,7 @@ import optax
 from flax import struct
 
 from rlhp_jax import config_errors as v
+from rlhp_jax import running_stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,11 @@ class RewardModelConfig:
   """Floor of the L2 coefficient: with few labels validation loss can sit below 1.1x training
   loss for a long time, and the rule would otherwise drive L2 towards zero."""
   l2_max: float = 10.0
+  normalize_inputs: bool = True
+  """Observations enter the nets standardised by running statistics of every rollout seen
+  (clipped to +-10 std). Raw Hopper observations mix joint velocities of order 10 with a torso
+  height and pitch of order 0.1-1, and the health boundary (z > 0.7, |pitch| < 0.2) is a sharp
+  function of the small ones."""
   bootstrap: bool = True
   """Each member trains on its own Poisson(1) online bootstrap resample of the labels."""
   normalization_rate: float = 0.05
@@ -131,6 +137,7 @@ class RewardState:
   params: dict              # stacked over members: every leaf [K, ...]
   opt_state: optax.OptState
   l2: jax.Array             # [K] L2 coefficient per member
+  obs_stats: running_stats.RunningStats  # [D] inputs' running statistics (shared by members)
 
 
 class RewardEnsemble:
@@ -147,7 +154,19 @@ class RewardEnsemble:
     obs, act = jnp.zeros((1, self.obs_size)), jnp.zeros((1, self.action_size))
     params = jax.vmap(lambda k: self.net.init(k, obs, act))(keys)
     return RewardState(params=params, opt_state=jax.vmap(self.optimizer.init)(params),
-                       l2=jnp.full((self.cfg.ensemble_size,), self.cfg.l2_init))
+                       l2=jnp.full((self.cfg.ensemble_size,), self.cfg.l2_init),
+                       obs_stats=running_stats.init(self.obs_size))
+
+  def observe(self, state: RewardState, obs: jax.Array) -> RewardState:
+    """Folds a rollout's observations [..., D] into the input statistics."""
+    return state.replace(obs_stats=running_stats.update(state.obs_stats,
+                                                        obs.reshape(-1, self.obs_size)))
+
+  def inputs(self, obs_stats: running_stats.RunningStats, obs: jax.Array) -> jax.Array:
+    """What the nets see of raw observations [..., D]."""
+    if not self.cfg.normalize_inputs:
+      return obs
+    return running_stats.normalize(obs_stats, obs)
 
   def member_rewards(self, params, obs, action) -> jax.Array:
     """Raw per-member rewards: obs [..., D], action [..., A] -> [K, ...]."""
@@ -237,7 +256,8 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
 
   def member_step(params, opt_state, l2, member_logits, k):
     idx = jax.random.categorical(k, member_logits, shape=(cfg.batch_size,))
-    batch = {"obs": buffer.obs[idx], "action": buffer.action[idx], "label": buffer.label[idx]}
+    batch = {"obs": ensemble.inputs(state.obs_stats, buffer.obs[idx]),
+             "action": buffer.action[idx], "label": buffer.label[idx]}
     weight = jnp.ones((cfg.batch_size,))
     grads, nll = jax.grad(
         lambda p: member_loss(p, l2, ensemble.net, batch, weight, cfg.rater_noise),
@@ -254,12 +274,12 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
 
   (params, opt_state), _ = jax.lax.scan(sgd_step, (state.params, state.opt_state),
                                         jax.random.split(key, cfg.steps_per_iteration))
-  metrics = evaluate(ensemble, params, buffer, member_w)
+  metrics = evaluate(ensemble, params, buffer, member_w, state.obs_stats)
   ratio = metrics["reward/val_nll_member"] / jnp.maximum(metrics["reward/train_nll_member"], 1e-8)
   l2 = adapt_l2(state.l2, ratio, has_train & (jnp.sum(val_mask) > 0), cfg)
   metrics["reward/val_train_ratio"] = ratio
   metrics["reward/l2"] = l2
-  return RewardState(params=params, opt_state=opt_state, l2=l2), metrics
+  return state.replace(params=params, opt_state=opt_state, l2=l2), metrics
 
 
 def adapt_l2(l2, ratio, can_adapt, cfg: RewardModelConfig):
@@ -272,12 +292,14 @@ def adapt_l2(l2, ratio, can_adapt, cfg: RewardModelConfig):
   return jnp.clip(l2, cfg.l2_min, cfg.l2_max)
 
 
-def evaluate(ensemble: RewardEnsemble, params, buffer, member_weight=None) -> dict:
+def evaluate(ensemble: RewardEnsemble, params, buffer, member_weight=None,
+             obs_stats=None) -> dict:
   """Losses and accuracy of the ensemble on the buffer's training and validation labels.
 
   member_weight: [K, C] each member's weights over the buffer (its bootstrap resample of the
   training labels); the member's training loss is weighted by them, so that it is the loss the
-  member was fitted to. None weighs every training label once.
+  member was fitted to. None weighs every training label once. obs_stats: the inputs' running
+  statistics (None: the buffer's observations go in as they are).
 
   Accuracy: the ensemble-mean P[fragment 1 preferred] on the right side of 0.5, over
   validation pairs that are not ties. Oracle agreement: the same against the true fragment
@@ -286,7 +308,8 @@ def evaluate(ensemble: RewardEnsemble, params, buffer, member_weight=None) -> di
   cfg = ensemble.cfg
   train_mask = (buffer.filled() & ~buffer.is_val).astype(jnp.float32)
   val_mask = (buffer.filled() & buffer.is_val).astype(jnp.float32)
-  returns = ensemble.fragment_returns(params, buffer.obs, buffer.action)     # [K, C, 2]
+  obs = buffer.obs if obs_stats is None else ensemble.inputs(obs_stats, buffer.obs)
+  returns = ensemble.fragment_returns(params, obs, buffer.action)            # [K, C, 2]
   if member_weight is None:
     member_weight = jnp.broadcast_to(train_mask, returns.shape[:2])
   per_member = jax.vmap(lambda r, w: bradley_terry_loss(r[:, 0], r[:, 1], buffer.label, w,

@@ -8,11 +8,11 @@ import urllib.request
 import httpx
 import pytest
 
-from rlhp_jax import label_store
+from rlhp_jax import clips, label_store
+from rlhp_jax.clips import pair_of_url
 from rlhp_jax.crowd import aggregate, retry
 from rlhp_jax.crowd.config import StorageConfig, TolokaConfig
 from rlhp_jax.crowd.storage import LocalStorage, S3Storage, make_storage
-from rlhp_jax.crowd.toloka_gatherer import pair_of_url
 from rlhp_jax.config_errors import ConfigError
 
 
@@ -51,7 +51,7 @@ def test_label_store_rejects_unknown_answers(tmp_path):
 
 
 def test_pair_ids_round_trip_through_clip_urls():
-  pid = label_store.pair_id(12, 3)
+  pid = clips.pair_id(12, 3)
   assert pid == "it00012-p003"
   assert pair_of_url(f"http://h:1/b/run/{pid}-left.mp4?X-Amz-Signature=abc") == pid
   assert pair_of_url(f"file:///tmp/clips/{pid}-right.mp4") == pid

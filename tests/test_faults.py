@@ -4,6 +4,7 @@ crash point: tests/test_kill_matrix.py.)"""
 
 import errno
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,12 @@ from rlhp_jax.human.server import LabelServer
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_ppo_true_reward.py")
+
+
+def logged(caplog) -> list[str]:
+  """Warnings the package logged so far in the test."""
+  return [r.getMessage() for r in caplog.records
+          if r.name.startswith("rlhp_jax") and r.levelno >= logging.WARNING]
 
 
 def answer(pid, worker, ans="left"):
@@ -57,7 +64,7 @@ def test_store_full_disk_rolls_back_and_loses_nothing(tmp_path, monkeypatch):
   assert again.last_event("pool_cloned")["pool_id"] == "7" and not again.skipped_lines
 
 
-def test_store_cuts_a_torn_tail_without_rewriting(tmp_path):
+def test_store_cuts_a_torn_tail_without_rewriting(tmp_path, caplog):
   store = label_store.LabelStore(str(tmp_path))
   for i in range(30):
     store.add_answer(**answer(f"it00000-p{i:03d}", "w"))
@@ -66,8 +73,8 @@ def test_store_cuts_a_torn_tail_without_rewriting(tmp_path):
   with open(store.path, "ab") as f:
     f.write(b'{"type": "answer", "answer_id": "to')       # a crash mid-append
   inode = os.stat(store.path).st_ino
-  warnings = []
-  again = label_store.LabelStore(str(tmp_path), warn=warnings.append)
+  again = label_store.LabelStore(str(tmp_path))
+  warnings = logged(caplog)
   assert os.stat(store.path).st_ino == inode               # truncated in place, not replaced
   assert open(store.path, "rb").read() == whole
   assert len(again.answers()) == 30 and again.last_event("pool_cloned")["pool_id"] == "9"
@@ -76,15 +83,15 @@ def test_store_cuts_a_torn_tail_without_rewriting(tmp_path):
   assert len(label_store.LabelStore(str(tmp_path)).answers()) == 31
 
 
-def test_store_skips_and_reports_a_bad_middle_line(tmp_path):
+def test_store_skips_and_reports_a_bad_middle_line(tmp_path, caplog):
   store = label_store.LabelStore(str(tmp_path))
   store.add_answer(**answer("it00000-p000", "a"))
   with open(store.path, "ab") as f:
     f.write(b"\x00\x00garbage from a bad disk\n")
   store.add_answer(**answer("it00000-p001", "b"))
   size = os.path.getsize(store.path)
-  warnings = []
-  again = label_store.LabelStore(str(tmp_path), warn=warnings.append)
+  again = label_store.LabelStore(str(tmp_path))
+  warnings = logged(caplog)
   assert [a["pair_id"] for a in again.answers()] == ["it00000-p000", "it00000-p001"]
   assert again.skipped_lines == [2] and "line 2" in warnings[0]
   assert os.path.getsize(store.path) == size                # reported, never rewritten
@@ -92,13 +99,12 @@ def test_store_skips_and_reports_a_bad_middle_line(tmp_path):
 
 # -- the labelling page on a full disk ---------------------------------------------------------
 
-def test_page_answers_507_on_a_full_disk_and_keeps_the_pair(tmp_path, monkeypatch):
+def test_page_answers_507_on_a_full_disk_and_keeps_the_pair(tmp_path, monkeypatch, caplog):
   from test_human_labeling import answer as post_answer
   from test_human_labeling import fake_records
   run_dir = str(tmp_path)
   store = label_store.LabelStore(run_dir)
-  warned = []
-  with LabelServer(store, run_dir, warn=warned.append) as server:
+  with LabelServer(store, run_dir) as server:
     server.publish(0, fake_records(run_dir, 0, [0, 1]))
     store.add_event("human_batch_opened", iteration=0, pairs=["it00000-p000", "it00000-p001"])
     size = os.path.getsize(store.path)
@@ -106,6 +112,7 @@ def test_page_answers_507_on_a_full_disk_and_keeps_the_pair(tmp_path, monkeypatc
     status, body = post_answer(server, "it00000-p000", "left")
     assert status == 507 and body["code"] == "disk_full" and "free space" in body["error"]
     assert os.path.getsize(store.path) == size              # nothing half-written
+    warned = logged(caplog)
     assert warned and "No space left" in warned[0]
     monkeypatch.undo()
     status, body = post_answer(server, "it00000-p000", "left")   # the same pair, answered again
@@ -159,16 +166,16 @@ def test_config_json_is_written_atomically(tmp_path, monkeypatch):
   assert experiment.load_experiment(path) == cfg
 
 
-def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   import jax.numpy as jnp
   like = {"a": jnp.zeros(5), "b": jnp.zeros((2, 3))}
   ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
   ckpt.save(1, {"a": jnp.arange(5.0), "b": jnp.ones((2, 3))})
   ckpt.save(2, {"a": jnp.arange(5.0) + 1, "b": jnp.ones((2, 3)) * 2})
   checkpoint._tear(str(tmp_path / "checkpoints" / "2"))
-  warnings = []
-  resumed = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), warn=warnings.append)
+  resumed = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
   step, state = resumed.restore(like)
+  warnings = logged(caplog)
   assert step == 1 and float(state["a"][1]) == 1.0
   assert len(warnings) == 1 and "checkpoint 2 is unreadable" in warnings[0]
   assert "falling back to checkpoint 1" in warnings[0]

@@ -4,6 +4,7 @@ the gatherer's waiting and labels, and a tiny real run judged in headless chromi
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import threading
 import time
@@ -11,15 +12,17 @@ import traceback
 import urllib.error
 import urllib.request
 
+import jax
 import numpy as np
 import pytest
 
-from rlhp_jax import checkpoint, experiment, loop
+from rlhp_jax import checkpoint, core, experiment, fragments, loop
+from rlhp_jax.clips import pair_id
 from rlhp_jax.human import gatherer as gatherer_module
 from rlhp_jax.human.config import HumanConfig
 from rlhp_jax.human.gatherer import HumanGatherer
 from rlhp_jax.human.server import LabelServer, learning_curve
-from rlhp_jax.label_store import LabelStore, pair_id
+from rlhp_jax.label_store import LabelStore
 from support import tiny as tiny_run
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
@@ -29,8 +32,25 @@ CHROMIUM = "/usr/bin/chromium"
 
 # -- helpers ---------------------------------------------------------------------------------
 
+@pytest.fixture
+def logs(caplog):
+  """The lines the package logged during the test (``rlhp_jax`` loggers, INFO and up)."""
+  caplog.set_level(logging.INFO, logger="rlhp_jax")
+
+  class Lines:
+    def __iter__(self):
+      return iter([r.getMessage() for r in caplog.records])
+  return Lines()
+
+
+def make_gatherer(cfg, run_dir):
+  """A page gatherer for ``cfg``'s sections, as ``cli.make_gatherer`` builds one."""
+  return HumanGatherer(cfg.human, cfg.clips, run_dir, instruction=cfg.instruction_text,
+                       env_dt=cfg.env.dt)
+
+
 def fake_records(run_dir, iteration, indices):
-  """Pair records as ``render_pairs`` returns them, with small stand-in clip files."""
+  """Pair records as ``clips.render_asked`` returns them, with small stand-in clip files."""
   clips = os.path.join(run_dir, "clips")
   os.makedirs(clips, exist_ok=True)
   records = []
@@ -176,18 +196,16 @@ def test_negative_length_and_silent_clients_do_not_hang_the_server(served, monke
   assert time.monotonic() - start < 5
 
 
-def test_binding_beyond_loopback_warns_loudly(tmp_path):
-  warnings = []
-  with LabelServer(LabelStore(str(tmp_path)), str(tmp_path), host="0.0.0.0",
-                   warn=warnings.append) as server:
+def test_binding_beyond_loopback_warns_loudly(tmp_path, logs):
+  with LabelServer(LabelStore(str(tmp_path)), str(tmp_path), host="0.0.0.0") as server:
     reply = raw_request(server, [f"GET /api/pending?token={server.token} HTTP/1.1",
                                  "Host: 0.0.0.0", "Connection: close"])
     assert b" 200 " in reply.split(b"\r\n")[0]
+  warnings = list(logs)
   assert len(warnings) == 1 and warnings[0].startswith("WARNING: the labelling page listens "
                                                        "on 0.0.0.0")
-  quiet = []
-  LabelServer(LabelStore(str(tmp_path)), str(tmp_path), warn=quiet.append).start().stop()
-  assert not quiet
+  LabelServer(LabelStore(str(tmp_path)), str(tmp_path)).start().stop()
+  assert list(logs) == warnings
 
 
 def test_a_restarted_server_keeps_answers_and_shows_the_next_pair(served):
@@ -241,9 +259,14 @@ def test_run_view_redraws_the_curve_when_metrics_are_newer(served):
 
 # -- the gatherer ------------------------------------------------------------------------------
 
-def fake_query(n_pairs=4, asked=3):
-  return {"pairs": {"qpos": np.zeros((n_pairs, 2, 8, 6), np.float32)},
-          "mask": np.arange(n_pairs) < asked}
+def fake_query(n_pairs=4, asked=3) -> core.Query:
+  """A query as the external driver hands it over (numpy leaves), standing still."""
+  z = lambda *shape: np.zeros((n_pairs, 2, 8, *shape), np.float32)  # noqa: E731
+  pairs = fragments.FragmentPairs(obs=z(11), action=z(3), true_reward=z(), qpos=z(6),
+                                  qvel=z(6))
+  return core.Query(pairs=pairs, mask=np.arange(n_pairs) < asked,
+                    disagreement=np.zeros(n_pairs), teacher_key=np.zeros(2, np.uint32),
+                    learn_key=np.zeros(2, np.uint32))
 
 
 def test_gatherer_reads_stored_answers_without_asking_again(tmp_path, monkeypatch):
@@ -252,8 +275,9 @@ def test_gatherer_reads_stored_answers_without_asking_again(tmp_path, monkeypatc
   for i, value in enumerate(["left", "right", "cant_tell"]):
     store.add_answer(answer_id=f"human-{pair_id(4, i)}", pair_id=pair_id(4, i), iteration=4,
                      pair=i, answer=value, worker="human", source="human")
-  monkeypatch.setattr(gatherer_module, "render_pairs", lambda *a, **k: pytest.fail("rendered"))
-  g = HumanGatherer(human_config(), run_dir, log=lambda *_: None)
+  monkeypatch.setattr(gatherer_module.clips, "render_asked",
+                      lambda *a, **k: pytest.fail("rendered"))
+  g = make_gatherer(human_config(), run_dir)
   label, valid = g.label(fake_query(), 4)
   assert g.server is None  # nothing to ask: no page started
   np.testing.assert_array_equal(valid, [True, True, False, False])
@@ -267,33 +291,33 @@ def test_judgements_never_attach_to_recomputed_other_pairs(tmp_path, monkeypatch
   for i, value in enumerate(["left", "right", "cant_tell"]):
     store.add_answer(answer_id=f"human-{pair_id(4, i)}", pair_id=pair_id(4, i), iteration=4,
                      pair=i, answer=value, worker="human", source="human")
-  monkeypatch.setattr(gatherer_module, "render_pairs", lambda *a, **k: pytest.fail("rendered"))
-  g = HumanGatherer(human_config(), run_dir, log=lambda *_: None)
+  monkeypatch.setattr(gatherer_module.clips, "render_asked",
+                      lambda *a, **k: pytest.fail("rendered"))
+  g = make_gatherer(human_config(), run_dir)
   query = fake_query()
   assert g.label(query, 4)[1].sum() == 2                 # records the pairs' fingerprints
-  other = dict(query, pairs=dict(query["pairs"], qpos=np.asarray(query["pairs"]["qpos"]) + 0.1))
+  other = query.replace(pairs=query.pairs.replace(qpos=query.pairs.qpos + 0.1))
   with pytest.raises(PairMismatchError, match="iteration 4: pair it00004-p000 is not the pair"):
-    HumanGatherer(human_config(), run_dir, log=lambda *_: None).label(other, 4)
+    make_gatherer(human_config(), run_dir).label(other, 4)
   store.add_event("iteration_dropped", iteration=4)        # rlhp-jax labels drop-iteration
-  label, valid = HumanGatherer(human_config(), run_dir, log=lambda *_: None).label(other, 4)
+  label, valid = make_gatherer(human_config(), run_dir).label(other, 4)
   assert not valid.any()
 
 
-def test_gatherer_goes_on_after_the_batch_timeout(tmp_path, monkeypatch):
+def test_gatherer_goes_on_after_the_batch_timeout(tmp_path, monkeypatch, logs):
   run_dir = str(tmp_path)
   rendered = []
 
-  def render(xml, query, iteration, out_dir, clips, dt):
-    indices = [int(i) for i in np.flatnonzero(query["mask"])]
+  def render(query, iteration, out_dir, clips_cfg, dt, indices=None):
+    indices = [int(i) for i in indices]
     rendered.append(indices)
     return fake_records(run_dir, iteration, indices)
 
-  monkeypatch.setattr(gatherer_module, "render_pairs", render)
+  monkeypatch.setattr(gatherer_module.clips, "render_asked", render)
   store = LabelStore(run_dir)
   store.add_answer(answer_id="human-it00002-p000", pair_id=pair_id(2, 0), iteration=2, pair=0,
                    answer="equal", worker="human", source="human")
-  lines = []
-  g = HumanGatherer(human_config(batch_timeout_s=1.5), run_dir, log=lines.append)
+  g = make_gatherer(human_config(batch_timeout_s=1.5), run_dir)
 
   def judge_one():
     assert wait_for(lambda: g.server is not None and g.server.pending(), 30)
@@ -306,8 +330,8 @@ def test_gatherer_goes_on_after_the_batch_timeout(tmp_path, monkeypatch):
   assert rendered == [[1, 2]]  # only the masked pairs without an answer
   np.testing.assert_array_equal(valid, [True, False, True, False])
   np.testing.assert_array_equal(label[[0, 2]], [0.5, 1.0])
-  assert any(line.startswith("judge clips at http://127.0.0.1:") for line in lines)
-  assert any("timed out" in line for line in lines)
+  assert any(line.startswith("judge clips at http://127.0.0.1:") for line in logs)
+  assert any("timed out" in line for line in logs)
   status, body = answer(g.server, pair_id(2, 1), "left", nonce="late")
   assert status == 404 and body["code"] == "unknown_pair"  # withdrawn with its batch
   token = g.server.token
@@ -346,10 +370,11 @@ def tiny(cfg):
 
 
 def final_state(cfg, run_dir):
-  """The run's last checkpoint, read back as a benchmark would (config.json + checkpoints)."""
+  """The run's last checkpoint, read back as a benchmark would (config.json + checkpoints);
+  the external driver keeps a stack of one run."""
   restored = checkpoint.restore_run(run_dir)
   assert restored.config == cfg and restored.step == cfg.num_iterations
-  return restored.state
+  return jax.tree.map(lambda x: x[0], restored.state)
 
 
 class Page:
@@ -383,19 +408,19 @@ class Page:
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM),
                     reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
-def test_judging_in_the_browser_trains_the_reward_model(tmp_path):
+def test_judging_in_the_browser_trains_the_reward_model(tmp_path, logs):
   from playwright.sync_api import TimeoutError as PlaywrightTimeout
   from playwright.sync_api import sync_playwright
   run_dir = str(tmp_path / "run")
   os.makedirs(run_dir)
   cfg = tiny(human_config())
   experiment.save(cfg, os.path.join(run_dir, "config.json"))  # as the CLI does
-  lines, outcome = [], {}
-  g = HumanGatherer(cfg, run_dir, log=lines.append)
+  outcome = {}
+  g = make_gatherer(cfg, run_dir)
 
   def run():
     try:
-      outcome["summary"] = loop.train_external(cfg, run_dir, g, log=lambda *_: None)
+      outcome["summary"] = loop.train_external(cfg, run_dir, g)
     except BaseException:  # noqa: BLE001 - reported by the test thread
       outcome["error"] = traceback.format_exc()
 
@@ -456,5 +481,5 @@ def test_judging_in_the_browser_trains_the_reward_model(tmp_path):
   np.testing.assert_array_equal(np.asarray(state.buffer.label)[:len(judged)],
                                 [want[a["answer"]] for a in judged])
   assert g.server is None  # closed by the driver
-  assert sum(line.startswith("judge clips at") for line in lines) == 1
-  assert not token_in_files(run_dir, lines[0].split("token=")[-1])
+  (link,) = [line for line in logs if line.startswith("judge clips at")]
+  assert not token_in_files(run_dir, link.split("token=")[-1])

@@ -31,9 +31,9 @@ import pytest
 import toloka.client as toloka
 
 from conftest import FAKE_TOLOKA_TOKEN
+from rlhp_jax.clips import pair_of_url
 from rlhp_jax.crowd import toloka_setup
 from rlhp_jax.crowd.config import TolokaConfig
-from rlhp_jax.crowd.toloka_gatherer import pair_of_url
 from support import tiny
 from support.toloka_standin import TolokaStandIn
 

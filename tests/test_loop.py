@@ -1,10 +1,12 @@
 """The RLHP loop end to end at a tiny size: the CLI run leaves its files, the synthetic and
 external drivers give the same labels, a killed run resumes bit-for-bit in its labels, and
-adding labels never retraces ``learn``."""
+adding labels never retraces ``learn``, and a run without a run directory reports through its
+``progress_fn``."""
 
 import dataclasses
 import glob
 import json
+import logging
 import os
 
 import jax
@@ -12,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp_jax import checkpoint, cli, experiment, loop
+from rlhp_jax import checkpoint, cli, core, experiment, layout, loop
 from support import tiny
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
@@ -33,16 +35,14 @@ def tiny_cfg(cli_run):
   return experiment.load_experiment(os.path.join(cli_run, "config.json"))
 
 
-def final_buffer(run_dir, cfg, batched):
-  system = loop.RLHP(cfg)
-  init = jax.vmap(system.init) if batched else system.init
-  like = jax.eval_shape(init, jnp.zeros((1, 2), jnp.uint32) if batched
-                        else jnp.zeros((2,), jnp.uint32))
+def final_buffer(run_dir, cfg):
+  """The first run's preference buffer from a run's last checkpoint (both drivers keep a
+  stack of runs; the external driver's has one)."""
+  system = core.RLHP(cfg)
+  like = jax.eval_shape(jax.vmap(system.init), jnp.zeros((1, 2), jnp.uint32))
   like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
   _, state = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints")).restore(like)
-  buf = state.buffer
-  if batched:
-    buf = jax.tree.map(lambda x: x[0], buf)
+  buf = jax.tree.map(lambda x: x[0], state.buffer)
   n = int(buf.count)
   return {"label": np.asarray(buf.label)[:n], "obs": np.asarray(buf.obs)[:n],
           "is_val": np.asarray(buf.is_val)[:n], "requested": int(np.asarray(state.requested).ravel()[0])}
@@ -84,9 +84,9 @@ def test_synthetic_and_external_drivers_give_the_same_labels(cli_run, tiny_cfg, 
   os.makedirs(ext_dir)
   cfg = dataclasses.replace(tiny_cfg, labels="external",
                             run=dataclasses.replace(tiny_cfg.run, video=False))
-  loop.train_external(cfg, ext_dir, loop.SyntheticGatherer(cfg.teacher), log=lambda *_: None)
-  synthetic = final_buffer(cli_run, tiny_cfg, batched=True)
-  external = final_buffer(ext_dir, cfg, batched=False)
+  loop.train_external(cfg, ext_dir, loop.SyntheticGatherer(cfg.teacher))
+  synthetic = final_buffer(cli_run, tiny_cfg)
+  external = final_buffer(ext_dir, cfg)
   assert synthetic["requested"] == external["requested"] == 24
   np.testing.assert_array_equal(synthetic["label"], external["label"])
   # same pairs: the two drivers compile different programs (one scan vs separate calls), so
@@ -100,12 +100,12 @@ def test_resume_continues_bit_for_bit_in_labels(cli_run, tiny_cfg, tmp_path):
   run_dir = str(tmp_path / "killed")
   os.makedirs(run_dir)
   cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, video=False))
-  assert loop.train(cfg, run_dir, stop_after_chunks=2, log=lambda *_: None) is None
-  partial = final_buffer(run_dir, cfg, batched=True)
+  assert loop.train(cfg, run_dir, stop_after_chunks=2) is None
+  partial = final_buffer(run_dir, cfg)
   assert 0 < len(partial["label"]) < 24
-  loop.train(cfg, run_dir, resume=True, log=lambda *_: None)
-  resumed = final_buffer(run_dir, cfg, batched=True)
-  uninterrupted = final_buffer(cli_run, tiny_cfg, batched=True)
+  loop.train(cfg, run_dir, resume=True)
+  resumed = final_buffer(run_dir, cfg)
+  uninterrupted = final_buffer(cli_run, tiny_cfg)
   np.testing.assert_array_equal(resumed["label"], uninterrupted["label"])
   np.testing.assert_array_equal(resumed["obs"], uninterrupted["obs"])
   np.testing.assert_array_equal(resumed["is_val"], uninterrupted["is_val"])
@@ -114,7 +114,7 @@ def test_resume_continues_bit_for_bit_in_labels(cli_run, tiny_cfg, tmp_path):
 
 
 def test_adding_labels_never_retraces_learn(tiny_cfg):
-  system = loop.RLHP(tiny_cfg)
+  system = core.RLHP(tiny_cfg)
   traces = []
 
   def learn(state, query, label, valid):
@@ -139,25 +139,17 @@ def test_seeds_split_over_host_devices_match_single_seed_runs(cli_run, tiny_cfg,
   the run its seed gives alone."""
   if len(jax.devices()) < 2:
     pytest.skip("one device: nothing to split")
-  system = loop.RLHP(tiny_cfg)  # 8 envs per run
-  layout = lambda runs, envs: loop.Layout.choose(
-      jax.eval_shape(system.init_runs, jnp.zeros((runs, 2), jnp.uint32)), runs, envs)
-  assert (layout(2, 8).kind, layout(2, 8).devices) == ("runs", 2)
-  assert (layout(1, 256).kind, layout(1, 256).devices) == ("envs", 2)
-  assert layout(1, 8).kind == "one device"  # too few envs to be worth splitting
-  if len(jax.devices()) == 2:
-    assert layout(3, 7).kind == "one device" and layout(3, 7).state is None
   run_dir = str(tmp_path / "two_seeds")
   os.makedirs(run_dir)
   cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, video=False,
                                                               num_seeds=2))
-  summary = loop.train(cfg, run_dir, log=lambda *_: None)
+  summary = loop.train(cfg, run_dir, devices=jax.devices()[:2])
   assert summary["runs"] == 2 and summary["labels_per_run"] == [24, 24]
-  system = loop.RLHP(cfg)
+  system = core.RLHP(cfg)
   like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                       jax.eval_shape(jax.vmap(system.init), jnp.zeros((2, 2), jnp.uint32)))
   _, state = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints")).restore(like)
-  alone = final_buffer(cli_run, tiny_cfg, batched=True)
+  alone = final_buffer(cli_run, tiny_cfg)
   np.testing.assert_array_equal(np.asarray(state.buffer.label)[0, :24], alone["label"])
   np.testing.assert_allclose(np.asarray(state.buffer.obs)[0, :24], alone["obs"], atol=5e-3)
   # the second seed is a different run
@@ -185,20 +177,19 @@ def test_solver_transfer_evaluates_a_run_under_other_solver_settings(cli_run):
 
 def test_one_run_with_its_envs_split_over_host_devices_matches_one_device(cli_run, tiny_cfg,
                                                                           tmp_path,
-                                                                          monkeypatch):
+                                                                          monkeypatch, caplog):
   """The main job's layout (one seed, its env batch split over the cores), at a tiny size:
   the same labels as the one-device run."""
   if len(jax.devices()) < 2:
     pytest.skip("one device: nothing to split")
-  monkeypatch.setattr(loop, "MIN_ENVS_PER_DEVICE", 1)
+  monkeypatch.setattr(layout, "MIN_ENVS_PER_DEVICE", 4)
   run_dir = str(tmp_path / "envs_split")
   os.makedirs(run_dir)
   cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, video=False))
-  lines = []
-  loop.train(cfg, run_dir, log=lines.append)
-  assert "envs split over 2 devices" in lines[0]
-  split, alone = final_buffer(run_dir, cfg, batched=True), final_buffer(cli_run, tiny_cfg,
-                                                                        batched=True)
+  caplog.set_level(logging.INFO, logger="rlhp_jax")
+  loop.train(cfg, run_dir, devices=jax.devices()[:2])
+  assert any("envs split over 2 devices" in r.getMessage() for r in caplog.records)
+  split, alone = final_buffer(run_dir, cfg), final_buffer(cli_run, tiny_cfg)
   assert split["requested"] == alone["requested"] == 24
   np.testing.assert_array_equal(split["label"], alone["label"])
   np.testing.assert_allclose(split["obs"], alone["obs"], atol=5e-3)
@@ -211,7 +202,7 @@ def test_evaluations_run_beside_training_and_are_stamped_with_their_policy(tiny_
   os.makedirs(run_dir)
   cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(
       tiny_cfg.run, video=False, eval_every=2 * 2 * 128))      # every 2 chunks of 2 x 128 steps
-  loop.train(cfg, run_dir, log=lambda *_: None)
+  loop.train(cfg, run_dir)
   rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
   train_rows = {r["chunk"]: r for r in rows if "steps_per_s" in r}
   evals = [r for r in rows if "eval/gym_return" in r and not r.get("final")]
@@ -221,3 +212,46 @@ def test_evaluations_run_beside_training_and_are_stamped_with_their_policy(tiny_
     assert r["time"] == pytest.approx(train_rows[r["chunk"]]["time"], abs=1e-6)
     assert 0.0 <= r["eval/healthy_fraction"][0] <= 1.0
   assert rows[-1].get("final") and rows[-1]["env_steps"] == 1024
+
+
+def test_a_run_without_a_run_directory_reports_through_progress_fn(cli_run, tiny_cfg):
+  """Benchmarks and notebooks drive a run with ``progress_fn`` and no files: the same rows as
+  the CLI run wrote, the same summary numbers."""
+  cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, video=False))
+  seen = []
+  result = loop.train(cfg, progress_fn=lambda step, row: seen.append((step, row)))
+  written = [json.loads(l) for l in open(os.path.join(cli_run, "metrics.jsonl"))]
+  assert [step for step, _ in seen] == [r["env_steps"] for r in written]
+  assert seen[-1][1]["final"] and result["labels_per_run"] == [24]
+  assert [row["prefs/labels"] for _, row in seen if "steps_per_s" in row] == [
+      r["prefs/labels"] for r in written if "steps_per_s" in r]
+  np.testing.assert_allclose(result["eval_return_per_run"],
+                             json.load(open(os.path.join(cli_run, "summary.json")))[
+                                 "eval_return_per_run"], rtol=1e-5)
+
+
+def optimizer_count(opt_state) -> int:
+  """Optimiser steps taken: the step counters in an optax state agree; read the first one."""
+  leaves = jax.tree_util.tree_flatten_with_path(opt_state)[0]
+  counts = [int(np.asarray(leaf).ravel()[0]) for path, leaf in leaves
+            if getattr(path[-1], "name", None) == "count"]
+  assert counts and len(set(counts)) == 1
+  return counts[0]
+
+
+def test_learning_rate_anneals_over_every_optimizer_step_of_the_run(tiny_cfg):
+  """Several PPO updates per iteration and a frozen initial phase: the learning-rate schedule
+  ends exactly when the run's last optimiser step is taken (it once ended after a quarter of
+  the run with 4 rollouts per iteration, leaving PPO frozen for the rest)."""
+  cfg = experiment.override(tiny_cfg, ["--prefs.rollouts-per-iteration", "2",
+                                       "--run.total-env-steps", "2048"])
+  system = core.RLHP(cfg)
+  assert system.warmup_iterations > 0 and system.rollouts_per_iteration == 2
+  teacher = cfg.teacher.params()
+  chunk = jax.jit(system.chunk)
+  state = jax.jit(system.init)(jax.random.PRNGKey(0))
+  for _ in range(system.num_iterations // cfg.run.iterations_per_call):
+    state, _ = chunk(state, teacher)
+  assert optimizer_count(state.ppo.opt_state) == system.optimizer_steps
+  assert system.optimizer_steps == ((system.num_iterations - system.warmup_iterations) * 2
+                                    * cfg.ppo.num_epochs * cfg.ppo.num_minibatches)

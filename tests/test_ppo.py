@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp_jax import loop, networks, ppo
+from rlhp_jax import core, networks, ppo
 from rlhp_jax.envs import hopper
 from rlhp_jax.experiment import ExperimentConfig, RunConfig
 
@@ -79,7 +79,7 @@ def test_short_ppo_run_raises_true_return():
       ppo=ppo.PPOConfig(num_envs=32, unroll_length=64, num_epochs=5, num_minibatches=4,
                         reward_scale=0.1),
       run=RunConfig(total_env_steps=32 * 64 * 60, iterations_per_call=20, eval_episodes=5))
-  system = loop.RLHP(cfg)
+  system = core.RLHP(cfg)
   state = jax.jit(system.init)(jax.random.PRNGKey(0))
   evaluate = jax.jit(system.evaluate)
   before = float(evaluate(state, jax.random.PRNGKey(9)).task_return.mean())
@@ -87,7 +87,7 @@ def test_short_ppo_run_raises_true_return():
   for _ in range(3):
     state, metrics = chunk(state, cfg.teacher.params())
   after = float(evaluate(state, jax.random.PRNGKey(9)).task_return.mean())
-  assert np.isfinite(np.asarray(metrics["ppo/policy_loss"])).all()
+  assert np.isfinite(np.asarray(metrics.mean["ppo/policy_loss"])).all()
   assert int(state.ppo.env_steps) == 32 * 64 * 60
   assert after > before + 100, (before, after)
 

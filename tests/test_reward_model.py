@@ -172,3 +172,20 @@ def test_wrong_shapes_fail_where_arrays_cross_modules():
     rm.train(ens, state, preferences.init_buffer(8, 3, 12, 3, 2), k)   # another obs size
   with pytest.raises(AssertionError, match="fragment_returns: action must end in A = 3"):
     ens.fragment_returns(state.params, jnp.zeros((n, 2, 3, 11)), jnp.zeros((n, 2, 3, 4)))
+
+
+def test_reward_nets_see_observations_standardised_by_running_statistics():
+  """An observation dimension a thousand times larger (and shifted) gives the same rewards once
+  the running statistics have seen it; without the option the raw observations go in."""
+  ens = rm.RewardEnsemble(rm.RewardModelConfig(ensemble_size=2, hidden=(8,)), 3, 1)
+  state = ens.init(jax.random.PRNGKey(0))
+  obs = jax.random.normal(jax.random.PRNGKey(1), (200, 3))
+  scaled = obs * jnp.array([1.0, 1000.0, 1.0]) + jnp.array([0.0, 50.0, 0.0])
+  act = jnp.zeros((200, 1))
+  rewards = lambda s, o: ens.member_rewards(s.params, ens.inputs(s.obs_stats, o), act)
+  s1, s2 = ens.observe(state, obs), ens.observe(state, scaled)
+  assert float(s1.obs_stats.count) == 200
+  np.testing.assert_allclose(rewards(s1, obs), rewards(s2, scaled), atol=1e-4)
+  raw = rm.RewardEnsemble(rm.RewardModelConfig(ensemble_size=2, hidden=(8,),
+                                               normalize_inputs=False), 3, 1)
+  np.testing.assert_array_equal(raw.inputs(s2.obs_stats, scaled), scaled)

@@ -17,15 +17,18 @@ import subprocess
 import sys
 import time
 
+import logging
+
 import httpx
 import numpy as np
 import pytest
 import toloka.client as toloka
 
 from conftest import FAKE_AWS, FAKE_TOLOKA_TOKEN
-from rlhp_jax import cli, experiment, label_store, loop
+from rlhp_jax import cli, clips, core, experiment, fragments, label_store, loop
 from rlhp_jax.crowd import toloka_setup
-from rlhp_jax.crowd.toloka_gatherer import CrowdError, TolokaGatherer, pair_of_url
+from rlhp_jax.clips import pair_of_url
+from rlhp_jax.crowd.toloka_gatherer import CrowdError, TolokaGatherer
 from support import tiny
 from support.toloka_standin import TolokaStandIn
 
@@ -38,6 +41,23 @@ TINY = tiny.args(total_env_steps=512)
 @pytest.fixture(autouse=True)
 def token(monkeypatch):
   monkeypatch.setenv("TOLOKA_TOKEN", FAKE_TOLOKA_TOKEN)
+
+
+@pytest.fixture
+def logs(caplog):
+  """The lines the package logged during the test (``rlhp_jax`` loggers, INFO and up)."""
+  caplog.set_level(logging.INFO, logger="rlhp_jax")
+
+  class Lines:
+    def __iter__(self):
+      return iter([r.getMessage() for r in caplog.records])
+  return Lines()
+
+
+def make_gatherer(cfg, run_dir, **kwargs):
+  """A Toloka gatherer for ``cfg``'s sections, as ``cli.make_gatherer`` builds one."""
+  return TolokaGatherer(cfg.toloka, cfg.storage, cfg.clips, run_dir, env_dt=cfg.env.dt,
+                        **kwargs)
 
 
 def crowd_config(standin, s3, base_pool_id, **toloka_fields):
@@ -60,18 +80,20 @@ def make_base_pool(standin, cfg_toloka) -> str:
   return pool.id
 
 
-def scripted_query(num_pairs=4, length=8, asked=(0, 1, 3), seed=0) -> dict:
-  """A query as the external driver hands it over, with made-up poses and oracle rewards."""
+def scripted_query(num_pairs=4, length=8, asked=(0, 1, 3), seed=0) -> core.Query:
+  """A query as the external driver hands it over (numpy leaves), with made-up poses and
+  oracle rewards."""
   rng = np.random.default_rng(seed)
   qpos = np.zeros((num_pairs, 2, length, 6))
   qpos[..., 1] = 1.25
   qpos[..., 0] = rng.uniform(0, 1, (num_pairs, 2, 1)) * np.arange(length) * 0.01
-  return {"pairs": {"qpos": qpos, "qvel": np.zeros_like(qpos),
-                    "obs": np.zeros((num_pairs, 2, length, 11)),
-                    "action": np.zeros((num_pairs, 2, length, 3)),
-                    "true_reward": rng.normal(size=(num_pairs, 2, length))},
-          "mask": np.isin(np.arange(num_pairs), asked),
-          "disagreement": np.zeros(num_pairs), "teacher_key": np.zeros(2, np.uint32)}
+  pairs = fragments.FragmentPairs(obs=np.zeros((num_pairs, 2, length, 11)),
+                                  action=np.zeros((num_pairs, 2, length, 3)),
+                                  true_reward=rng.normal(size=(num_pairs, 2, length)),
+                                  qpos=qpos, qvel=np.zeros_like(qpos))
+  return core.Query(pairs=pairs, mask=np.isin(np.arange(num_pairs), asked),
+                    disagreement=np.zeros(num_pairs), teacher_key=np.zeros(2, np.uint32),
+                    learn_key=np.zeros(2, np.uint32))
 
 
 class OracleTable:
@@ -81,9 +103,9 @@ class OracleTable:
     self.returns = {}
 
   def record(self, query, iteration):
-    r = np.asarray(query["pairs"]["true_reward"]).sum(-1)
-    for i in np.flatnonzero(query["mask"]):
-      self.returns[label_store.pair_id(iteration, int(i))] = r[i]
+    r = np.asarray(query.pairs.true_reward).sum(-1)
+    for i in clips.asked(query):
+      self.returns[clips.pair_id(iteration, i)] = r[i]
 
   def __call__(self, input_values):
     r = self.returns[pair_of_url(input_values["video1"])]
@@ -123,17 +145,17 @@ def test_crowd_labelled_run_end_to_end(s3_server, tmp_path):
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     experiment.save(cfg, os.path.join(run_dir, "config.json"))
-    gatherer = Recording(TolokaGatherer(cfg, run_dir, log=lambda *_: None), oracle)
-    summary = loop.train_external(cfg, run_dir, gatherer, log=lambda *_: None)
+    recording = Recording(make_gatherer(cfg, run_dir), oracle)
+    summary = loop.train_external(cfg, run_dir, recording)
     assert not standin.errors
     fetched = [ok for _, ok in standin.video_fetches]
     assert fetched and all(fetched)                 # workers really loaded the clips from S3
 
   # labels agree with the oracle well above chance
   agree, n = 0, 0
-  for _, query, label, valid in gatherer.calls:
-    r = query["pairs"]["true_reward"].sum(-1)
-    for i in np.flatnonzero(query["mask"] & valid):
+  for _, query, label, valid in recording.calls:
+    r = query.pairs.true_reward.sum(-1)
+    for i in np.flatnonzero(query.mask & valid):
       if label[i] != 0.5:
         agree += (label[i] > 0.5) == (r[i, 0] > r[i, 1])
         n += 1
@@ -141,7 +163,7 @@ def test_crowd_labelled_run_end_to_end(s3_server, tmp_path):
   # every raw answer is in the store; the reward model trained on the labels
   store = label_store.LabelStore(run_dir)
   answers = store.answers(source="toloka")
-  asked = sum(int(q["mask"].sum()) for _, q, _, _ in gatherer.calls)
+  asked = sum(int(q.mask.sum()) for _, q, _, _ in recording.calls)
   assert len(answers) >= 3 * asked
   assert {a["answer"] for a in answers} >= {"left", "right"}
   rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
@@ -150,8 +172,8 @@ def test_crowd_labelled_run_end_to_end(s3_server, tmp_path):
   assert np.isfinite(rows[-1]["reward/train_nll"][0])
   assert summary["labels_per_run"][0] == rows[-1]["prefs/labels"][0]
   # clips were rendered only for the pairs asked for
-  clips = [f for f in os.listdir(os.path.join(run_dir, "clips")) if f.endswith(".mp4")]
-  assert len(clips) == 2 * asked
+  drawn = [f for f in os.listdir(os.path.join(run_dir, "clips")) if f.endswith(".mp4")]
+  assert len(drawn) == 2 * asked
   # no secret anywhere under the run directory
   secrets = [FAKE_TOLOKA_TOKEN, FAKE_AWS["AWS_SECRET_ACCESS_KEY"], FAKE_AWS["AWS_ACCESS_KEY_ID"]]
   for path in files_under(run_dir):
@@ -170,7 +192,8 @@ from rlhp_jax.crowd.toloka_gatherer import TolokaGatherer
 if __name__ == "__main__":
   cfg = experiment.load_experiment({config!r})
   data = np.load({query!r}, allow_pickle=True).item()
-  TolokaGatherer(cfg, {run_dir!r}, log=lambda *a: print(*a, flush=True)).label(data, 0)
+  TolokaGatherer(cfg.toloka, cfg.storage, cfg.clips, {run_dir!r},
+                 env_dt=cfg.env.dt).label(data, 0)
 """
 
 
@@ -224,7 +247,7 @@ def test_kill_while_pool_open_then_restart_loses_and_rebuys_nothing(s3_server, t
     assert tasks_before == 4
 
     standin.auto_advance = 2                          # the crowd goes on working
-    restarted = TolokaGatherer(cfg, run_dir, log=lambda *_: None)
+    restarted = make_gatherer(cfg, run_dir)
     label, valid = restarted.label(query, 0)
     assert not standin.errors
     assert standin.tasks_created == tasks_before     # no task created twice
@@ -233,7 +256,7 @@ def test_kill_while_pool_open_then_restart_loses_and_rebuys_nothing(s3_server, t
   ids_after = [a["answer_id"] for a in after]
   assert len(ids_after) == len(set(ids_after)) == 4 * 3        # every answer once
   assert {a["answer_id"] for a in before} <= set(ids_after)   # none lost
-  r = query["pairs"]["true_reward"].sum(-1)
+  r = query.pairs.true_reward.sum(-1)
   assert valid.all()
   np.testing.assert_array_equal(label > 0.5, r[:, 0] > r[:, 1])
 
@@ -261,7 +284,7 @@ def test_bad_token_is_a_clear_error(crowd, monkeypatch):
   query = scripted_query()
   oracle.record(query, 0)
   with pytest.raises(CrowdError, match="token was rejected.*TOLOKA_TOKEN"):
-    TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+    make_gatherer(cfg, run_dir).label(query, 0)
 
 
 def test_missing_pool_is_a_clear_error(crowd):
@@ -270,7 +293,7 @@ def test_missing_pool_is_a_clear_error(crowd):
   query = scripted_query()
   oracle.record(query, 0)
   with pytest.raises(CrowdError, match="not found.*base_pool_id"):
-    TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+    make_gatherer(cfg, run_dir).label(query, 0)
 
 
 def test_transient_failures_are_retried(crowd):
@@ -280,21 +303,20 @@ def test_transient_failures_are_retried(crowd):
   standin.inject_failures(status=503, times=2, path_contains="/v1/assignments")
   query = scripted_query()
   oracle.record(query, 0)
-  label, valid = TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+  label, valid = make_gatherer(cfg, run_dir).label(query, 0)
   assert not standin.errors
   assert valid.sum() == 3 and standin.tasks_created == 3
   clones = [p for m, p in standin.requests if p.endswith("/clone")]
   assert len(clones) == 2                          # the failed call, then its retry
 
 
-def test_pool_closing_with_unanswered_tasks_is_a_counted_skip(crowd):
+def test_pool_closing_with_unanswered_tasks_is_a_counted_skip(crowd, logs):
   standin, cfg, run_dir, oracle = crowd
   standin.auto_advance = 0                         # nobody works
   cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, timeout_s=0.3))
   query = scripted_query()
   oracle.record(query, 0)
-  logs = []
-  gatherer = TolokaGatherer(cfg, run_dir, log=logs.append)
+  gatherer = make_gatherer(cfg, run_dir)
   label, valid = gatherer.label(query, 0)
   assert not valid.any()
   assert gatherer.stats["skipped_no_answer"] == 3
@@ -310,7 +332,7 @@ def test_only_failed_to_load_pairs_are_requeued_then_dropped(crowd):
     standin.workers[worker] = "failed"             # no clip ever loads
   query = scripted_query()
   oracle.record(query, 0)
-  gatherer = TolokaGatherer(cfg, run_dir, log=lambda *_: None)
+  gatherer = make_gatherer(cfg, run_dir)
   label, valid = gatherer.label(query, 0)
   assert not valid.any()
   assert gatherer.stats["dropped_failed_to_load"] == 3
@@ -405,7 +427,7 @@ def test_a_lost_answer_to_an_accepted_task_creation_creates_no_duplicate(crowd, 
     client = Client(client, create_tasks_async=create_then_lose_the_answer)
   query = scripted_query()
   oracle.record(query, 0)
-  label, valid = TolokaGatherer(cfg, run_dir, client=client, log=lambda *_: None).label(query, 0)
+  label, valid = make_gatherer(cfg, run_dir, client=client).label(query, 0)
   assert not standin.errors
   posts = [p for m, p in standin.requests if m == "POST" and p.endswith("/v1/tasks")]
   assert len(posts) == 2                           # the request, then its retry ...
@@ -414,7 +436,7 @@ def test_a_lost_answer_to_an_accepted_task_creation_creates_no_duplicate(crowd, 
   assert valid.sum() == 3
 
 
-def test_an_outage_of_several_poll_intervals_is_survived(crowd):
+def test_an_outage_of_several_poll_intervals_is_survived(crowd, logs):
   standin, cfg, run_dir, oracle = crowd
   query = scripted_query()
   oracle.record(query, 0)
@@ -435,8 +457,7 @@ def test_an_outage_of_several_poll_intervals_is_survived(crowd):
   def sleep(seconds):
     clock["t"] += seconds
   cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, poll_interval_s=60.0))
-  logs = []
-  gatherer = TolokaGatherer(cfg, run_dir, client=Client(real, get_pool=get_pool), log=logs.append,
+  gatherer = make_gatherer(cfg, run_dir, client=Client(real, get_pool=get_pool),
                             sleep=sleep, clock=lambda: clock["t"])
   label, valid = gatherer.label(query, 0)
   failed = [line for line in logs if "poll of pool" in line and "failed" in line]
@@ -454,7 +475,7 @@ def test_an_outage_beyond_the_limit_stops_resumably(crowd):
                                                             retry_budget_s=0.3))
   from rlhp_jax.crowd.retry import RetriesExhausted
   with pytest.raises(RetriesExhausted, match="then resume"):
-    TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+    make_gatherer(cfg, run_dir).label(query, 0)
 
 
 def test_late_answers_after_a_timeout_are_downloaded(crowd):
@@ -476,7 +497,7 @@ def test_late_answers_after_a_timeout_are_downloaded(crowd):
       submitted.append(standin.advance(2))         # ... and submit after the pool closed
     return inner.find_assignments(**kwargs)
   client = Client(real_client(standin), get_pool=get_pool, find_assignments=find_assignments)
-  label, valid = TolokaGatherer(cfg, run_dir, client=client, log=lambda *_: None).label(query, 0)
+  label, valid = make_gatherer(cfg, run_dir, client=client).label(query, 0)
   assert taken == [2] and submitted == [2]
   store = label_store.LabelStore(run_dir)
   assert len(store.answers(iteration=0)) == 4      # 2 pages x 2 tasks, paid and kept
@@ -488,7 +509,7 @@ def test_late_answers_after_a_timeout_are_downloaded(crowd):
 
 
 @pytest.mark.parametrize("reason", ["NOT_ENOUGH_BALANCE", "EXPIRED"])
-def test_a_pool_closed_by_toloka_is_reported_with_its_reason(crowd, reason):
+def test_a_pool_closed_by_toloka_is_reported_with_its_reason(crowd, reason, logs):
   standin, cfg, run_dir, oracle = crowd
   query = scripted_query()
   oracle.record(query, 0)
@@ -500,9 +521,7 @@ def test_a_pool_closed_by_toloka_is_reported_with_its_reason(crowd, reason):
       standin.advance(1)
       standin.close_pool(pool_id, reason)
     return pool
-  logs = []
-  gatherer = TolokaGatherer(cfg, run_dir, client=Client(real_client(standin), get_pool=get_pool),
-                            log=logs.append)
+  gatherer = make_gatherer(cfg, run_dir, client=Client(real_client(standin), get_pool=get_pool))
   if reason == "NOT_ENOUGH_BALANCE":
     with pytest.raises(CrowdError, match="closed by Toloka: NOT_ENOUGH_BALANCE.*top it up.*2 "
                                          "answer"):
@@ -514,19 +533,18 @@ def test_a_pool_closed_by_toloka_is_reported_with_its_reason(crowd, reason):
   assert len(label_store.LabelStore(run_dir).answers()) == 2   # what was paid for is kept
 
 
-def test_progress_analytics_failures_never_stop_a_run(crowd):
+def test_progress_analytics_failures_never_stop_a_run(crowd, logs):
   standin, cfg, run_dir, oracle = crowd
   standin.auto_advance = 1
   standin.inject_failures(status=400, times=10**6, path_contains="/staging/analytics")
   query = scripted_query()
   oracle.record(query, 0)
-  logs = []
-  label, valid = TolokaGatherer(cfg, run_dir, log=logs.append).label(query, 0)
+  label, valid = make_gatherer(cfg, run_dir).label(query, 0)
   assert valid.sum() == 3
   assert sum("progress unavailable" in line for line in logs) == 1
 
 
-def test_an_unrecorded_clone_is_archived_and_never_opened(crowd):
+def test_an_unrecorded_clone_is_archived_and_never_opened(crowd, logs):
   standin, cfg, run_dir, oracle = crowd
   lost = []
 
@@ -538,9 +556,8 @@ def test_an_unrecorded_clone_is_archived_and_never_opened(crowd):
     return op
   query = scripted_query()
   oracle.record(query, 0)
-  logs = []
   client = Client(real_client(standin), clone_pool_async=clone_then_lose_the_answer)
-  label, valid = TolokaGatherer(cfg, run_dir, client=client, log=logs.append).label(query, 0)
+  label, valid = make_gatherer(cfg, run_dir, client=client).label(query, 0)
   (orphan,) = lost
   with standin.lock:
     assert standin.pools[orphan]["status"] == "ARCHIVED" and not standin.pool_tasks(orphan)
@@ -554,15 +571,15 @@ def test_a_resume_that_recomputes_other_pairs_stops_then_drop_iteration(crowd, c
   experiment.save(cfg, os.path.join(run_dir, "config.json"))
   query = scripted_query()
   oracle.record(query, 0)
-  TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(query, 0)
+  make_gatherer(cfg, run_dir).label(query, 0)
   tasks = standin.tasks_created
   other = scripted_query(seed=1)                   # another machine's recomputation
   from rlhp_jax.label_store import PairMismatchError
   with pytest.raises(PairMismatchError, match=r"iteration 0: pair it00000-p000 is not the pair "
                                               r".*labels drop-iteration"):
-    TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(other, 0)
+    make_gatherer(cfg, run_dir).label(other, 0)
   assert cli.main(["labels", "drop-iteration", run_dir, "0"]) == 0
-  label, valid = TolokaGatherer(cfg, run_dir, log=lambda *_: None).label(other, 0)
+  label, valid = make_gatherer(cfg, run_dir).label(other, 0)
   assert not valid.any() and standin.tasks_created == tasks   # nothing attached, nothing paid
 
 
@@ -577,5 +594,5 @@ def test_tasks_toloka_rejects_are_one_line(s3_server, tmp_path):
     pool = client.create_pool(toloka_setup.make_base_pool(cfg.toloka, project.id, training.id))
     cfg = dataclasses.replace(cfg, toloka=dataclasses.replace(cfg.toloka, base_pool_id=pool.id))
     with pytest.raises(CrowdError, match="rejected the tasks.*input spec have 'video1'"):
-      TolokaGatherer(cfg, str(tmp_path), log=lambda *_: None).label(scripted_query(), 0)
+      make_gatherer(cfg, str(tmp_path)).label(scripted_query(), 0)
     assert standin.tasks_created == 0

@@ -15,7 +15,7 @@ import time
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
-log = logging.getLogger("rlhp_jax.crowd")
+log = logging.getLogger(__name__)
 
 
 class RetriesExhausted(RuntimeError):

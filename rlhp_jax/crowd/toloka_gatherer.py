@@ -41,21 +41,21 @@ nowhere. Clip URLs (which may be presigned) are not written to the run directory
 from __future__ import annotations
 
 import datetime
+import logging
 import os
-import posixpath
-import sys
 import time
-import urllib.parse
 import uuid
 
 import numpy as np
 
-from rlhp_jax import config_errors, faults, label_store, render
+from rlhp_jax import clips, config_errors, faults, label_store
+from rlhp_jax.clips import pair_of_url
 from rlhp_jax.crowd import aggregate
 from rlhp_jax.crowd.config import TOKEN_ENV
 from rlhp_jax.crowd.retry import CrowdError, RetriesExhausted, describe, is_transient, retry_call
 from rlhp_jax.crowd.storage import make_storage
-from rlhp_jax.envs import hopper
+
+log = logging.getLogger(__name__)
 
 SOURCE = "toloka"
 OUTPUT_FIELD = "result"
@@ -94,15 +94,6 @@ def make_client(url: str, token: str):
   import toloka.client as toloka
   # retries=0: our own retry_call decides what is transient and logs each retry.
   return toloka.TolokaClient(token, url=url, retries=0, timeout=30.0)
-
-
-def pair_of_url(url: str) -> str | None:
-  """The pair id in a clip URL (``.../<pair_id>-left.mp4?...``), or None."""
-  name = posixpath.basename(urllib.parse.urlparse(url).path)
-  for side in ("-left.mp4", "-right.mp4"):
-    if name.endswith(side):
-      return name[: -len(side)]
-  return None
 
 
 def operation_id(pool_id: str, iteration: int, round_: int) -> str:
@@ -158,33 +149,36 @@ def translate(what: str, error: BaseException) -> BaseException:
 
 
 class TolokaGatherer:
-  """Labels pairs with Toloka crowd workers; see the module docstring."""
+  """Labels pairs with Toloka crowd workers; see the module docstring. Takes its own config
+  sections (``toloka``, ``storage``, ``clips``) and the env's step ``env_dt`` (clip timing)."""
 
-  def __init__(self, cfg, run_dir: str, client=None, storage=None, log=print,
-               sleep=time.sleep, clock=time.time):
-    cfg.toloka.check_ready()
-    cfg.storage.check_ready()
-    self.cfg, self.tcfg = cfg, cfg.toloka
+  def __init__(self, toloka_cfg, storage_cfg, clips_cfg, run_dir: str, *, env_dt: float,
+               client=None, storage=None, sleep=time.sleep, clock=time.time):
+    toloka_cfg.check_ready()
+    storage_cfg.check_ready()
+    self.tcfg, self.clips_cfg, self.env_dt = toloka_cfg, clips_cfg, env_dt
     self.run_dir = run_dir
-    self.client = client if client is not None else make_client(cfg.toloka.url, token_from_env())
-    self.storage = storage or make_storage(cfg.storage, run_dir, os.path.basename(run_dir))
-    self.store = label_store.LabelStore(run_dir, warn=log)
+    self.client = client if client is not None else make_client(toloka_cfg.url,
+                                                                token_from_env())
+    self.storage = storage or make_storage(storage_cfg, run_dir, os.path.basename(run_dir))
+    self.store = label_store.LabelStore(run_dir)
     self.clip_dir = os.path.join(run_dir, "clips")
-    self.log, self.sleep, self.clock = log, sleep, clock
+    self.sleep, self.clock = sleep, clock
     self.stats = {"skipped_no_answer": 0, "dropped_failed_to_load": 0, "unknown_answers": 0}
     self._progress_failed = False
 
   # -- the Gatherer interface ---------------------------------------------------------------
-  def label(self, query: dict, iteration: int):
-    mask = np.asarray(query["mask"])
+  def label(self, query, iteration: int):
+    """query: one run's ``Query`` with numpy leaves. Returns (label [P], valid [P])."""
+    mask = np.asarray(query.mask)
     label = np.zeros(mask.shape, np.float32)
     valid = np.zeros(mask.shape, bool)
     if self.store.last_event("iteration_dropped", iteration=iteration) is not None:
       self._close_open_pools(iteration)
-      self.log(f"toloka: iteration {iteration}: its pairs were dropped (rlhp-jax labels "
+      log.warning(f"toloka: iteration {iteration}: its pairs were dropped (rlhp-jax labels "
                "drop-iteration); training on none of them")
       return label, valid
-    fingerprints = label_store.query_fingerprints(query, iteration)
+    fingerprints = clips.fingerprints(query, iteration)
     label_store.check_pairs(self.store, iteration, fingerprints, self.run_dir)
     # Pools an interrupted run opened are finished first: answers it had not stored yet (a
     # download cut short) are paid for and must be kept, even for pairs already usable.
@@ -202,20 +196,20 @@ class TolokaGatherer:
       failed = aggregate.only_failed(answers)
       todo = [pid for pid in todo if pid in failed]
       if todo and round_ < self.tcfg.requeue_rounds:
-        self.log(f"toloka: {len(todo)} pair(s) only 'failed to load'; asking again")
+        log.warning(f"toloka: {len(todo)} pair(s) only 'failed to load'; asking again")
     answers = self.store.answers(iteration=iteration, source=SOURCE)
     probs = aggregate.preference_probabilities(answers, self.tcfg.aggregator,
                                                self.tcfg.soft_labels)
     for pid in fingerprints:
       if pid in probs:
-        i = int(pid.rsplit("-p", 1)[1])
+        i = clips.pair_index(pid)
         label[i], valid[i] = probs[pid], True
     dropped = len(aggregate.only_failed(answers) & set(fingerprints))
     unanswered = sum(1 for pid in fingerprints if pid not in probs) - dropped
     self.stats["dropped_failed_to_load"] += dropped
     self.stats["skipped_no_answer"] += unanswered
     if dropped or unanswered:
-      self.log(f"toloka: iteration {iteration}: {dropped} pair(s) dropped (only 'failed to "
+      log.warning(f"toloka: iteration {iteration}: {dropped} pair(s) dropped (only 'failed to "
                f"load'), {unanswered} without answers; training on {int(valid.sum())}")
     return label, valid
 
@@ -223,17 +217,15 @@ class TolokaGatherer:
     return any(a["answer"] in (label_store.LEFT, label_store.RIGHT)
                for a in self.store.answers(iteration=iteration, pair_id=pid))
 
-  def _upload(self, query: dict, iteration: int, pair_ids: list[str]) -> dict:
+  def _upload(self, query, iteration: int, pair_ids: list[str]) -> dict:
     """Renders and stores the clips of ``pair_ids``; returns {pair_id: (left key, right
     key)}. Clips already rendered or uploaded (a resumed batch) are not done again."""
     if not pair_ids:
       return {}
-    only = np.zeros(np.shape(query["mask"]), bool)
-    only[[int(pid.rsplit("-p", 1)[1]) for pid in pair_ids]] = True
-    clips = render.render_pairs(hopper.ASSET, {"pairs": query["pairs"], "mask": only},
-                                iteration, self.clip_dir, self.cfg.clips, self.cfg.env.dt)
+    drawn = clips.render_asked(query, iteration, self.clip_dir, self.clips_cfg, self.env_dt,
+                               indices=[clips.pair_index(pid) for pid in pair_ids])
     return {c["pair_id"]: (self.storage.put(c["left"]), self.storage.put(c["right"]))
-            for c in clips}
+            for c in drawn}
 
   # -- calls ----------------------------------------------------------------------------------
   def _call(self, what, fn):
@@ -268,7 +260,7 @@ class TolokaGatherer:
       pool_id = self._clone(where)
     else:
       pool_id = cloned["pool_id"]
-      self.log(f"toloka: re-attaching to pool {pool_id} (iteration {iteration})")
+      log.info(f"toloka: re-attaching to pool {pool_id} (iteration {iteration})")
     if self.store.last_event("pool_opened", pool_id=pool_id) is None:
       if self.store.last_event("pool_configured", pool_id=pool_id) is None:
         self._configure(pool_id, iteration, round_)
@@ -330,7 +322,7 @@ class TolokaGatherer:
       op = self._call("archive_pool", lambda: self.client.archive_pool_async(pool_id))
       self._wait_operation(op, "archive_pool")
       self.store.add_event("orphan_archived", pool_id=pool_id)
-      self.log(f"toloka: archived pool {pool_id}, an unrecorded clone of an interrupted run "
+      log.warning(f"toloka: archived pool {pool_id}, an unrecorded clone of an interrupted run "
                "(never opened, no tasks)")
 
   def _configure(self, pool_id: str, iteration: int, round_: int) -> None:
@@ -418,7 +410,7 @@ class TolokaGatherer:
           raise RetriesExhausted(
               f"toloka: polling pool {pool_id} failed for {lasted:.0f}s ({describe(e)}); "
               "check the network and Toloka's status, then resume the run") from e
-        self.log(f"toloka: poll of pool {pool_id} failed ({describe(e)}); outage "
+        log.warning(f"toloka: poll of pool {pool_id} failed ({describe(e)}); outage "
                  f"{lasted:.0f}s so far, next try in {self.tcfg.poll_interval_s:g}s")
         self.sleep(self.tcfg.poll_interval_s)
         continue
@@ -427,7 +419,7 @@ class TolokaGatherer:
         reason = str(getattr(pool.last_close_reason, "value", pool.last_close_reason))
         break
       if self.clock() > deadline:
-        self.log(f"toloka: pool {pool_id} still open after {self.tcfg.timeout_s:.0f}s; "
+        log.warning(f"toloka: pool {pool_id} still open after {self.tcfg.timeout_s:.0f}s; "
                  "closing it and going on with the answers so far")
         op = self._call("close_pool", lambda: self.client.close_pool_async(pool_id))
         self._wait_operation(op, "close_pool")
@@ -446,10 +438,10 @@ class TolokaGatherer:
       if reason in STOPPING_REASONS:
         raise CrowdError(f"toloka: pool {pool_id} was closed by Toloka: {reason} ({why}); the "
                          f"{n} answer(s) so far are stored")
-      self.log(f"toloka: pool {pool_id} was closed: {reason} ({why}); going on with {n} "
+      log.warning(f"toloka: pool {pool_id} was closed: {reason} ({why}); going on with {n} "
                "answer(s)")
     else:
-      self.log(f"toloka: pool {pool_id} closed ({reason}); {n} answer(s) stored for "
+      log.info(f"toloka: pool {pool_id} closed ({reason}); {n} answer(s) stored for "
                f"iteration {iteration}")
 
   def _poll_once(self, pool_id: str, iteration: int):
@@ -470,7 +462,7 @@ class TolokaGatherer:
       if not active:
         return
       if self.clock() > limit:
-        self.log(f"toloka: pool {pool_id}: assignments still active "
+        log.warning(f"toloka: pool {pool_id}: assignments still active "
                  f"{self.clock() - closed_at:.0f}s after closing; going on without them")
         return
       self.sleep(self.tcfg.poll_interval_s)
@@ -494,12 +486,12 @@ class TolokaGatherer:
       percent = float(op.details["value"][0]["result"]["value"])
     except Exception as e:  # noqa: BLE001 - only the progress bar is lost
       if not self._progress_failed:
-        self.log(f"toloka: progress unavailable ({describe(e)}); still waiting for answers")
+        log.warning(f"toloka: progress unavailable ({describe(e)}); still waiting for answers")
       self._progress_failed = True
       return
     self._progress_failed = False
     filled = int(percent / 5)
-    self.log(f"toloka: pool {pool_id} [{'#' * filled}{'.' * (20 - filled)}] {percent:5.1f}% "
+    log.info(f"toloka: pool {pool_id} [{'#' * filled}{'.' * (20 - filled)}] {percent:5.1f}% "
              f"({self.clock() - start:.0f}s)")
 
   def _download(self, pool_id: str, iteration: int, retry: bool = True) -> int:
@@ -521,7 +513,7 @@ class TolokaGatherer:
         submitted = a.submitted or a.created
         records.append(dict(
             answer_id=answer_id, pair_id=pid, iteration=iteration,
-            pair=int(pid.rsplit("-p", 1)[1]), answer=TOLOKA_ANSWERS[raw], worker=a.user_id,
+            pair=clips.pair_index(pid), answer=TOLOKA_ANSWERS[raw], worker=a.user_id,
             source=SOURCE, time_s=submitted.timestamp() if submitted else None,
             pool_id=pool_id, task_id=task.id, assignment_id=a.id, raw=raw))
     half = len(records) // 2
@@ -532,4 +524,4 @@ class TolokaGatherer:
 
   def close(self) -> None:
     if any(self.stats.values()):
-      print(f"toloka: totals {self.stats}", file=sys.stderr)
+      log.warning(f"toloka: totals {self.stats}")

@@ -16,18 +16,19 @@ It prints the ids to put in the config (``toloka.project_id``, ``toloka.base_poo
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import html
 import json
+import logging
 
 import numpy as np
 
-from rlhp_jax import render
+from rlhp_jax import clips
 from rlhp_jax.crowd.config import TolokaConfig
 from rlhp_jax.crowd.retry import retry_call
 from rlhp_jax.crowd.toloka_gatherer import INPUT_LEFT, INPUT_RIGHT, OUTPUT_FIELD
-from rlhp_jax.envs import hopper
+
+log = logging.getLogger(__name__)
 
 
 def interface_config() -> dict:
@@ -140,57 +141,37 @@ def make_base_pool(tcfg: TolokaConfig, project_id: str, training_id: str):
   return pool
 
 
-def training_pairs(cfg, num_pairs: int, seed: int = 0) -> dict:
-  """Clear-cut pairs for training tasks: fragments from the initial random policy whose oracle
-  returns differ the most. Returns a query dict (as gatherers get) with those pairs masked."""
-  import jax
-  from rlhp_jax import loop
-  small = dataclasses.replace(
-      cfg, labels="external",
-      ppo=dataclasses.replace(cfg.ppo, num_envs=min(cfg.ppo.num_envs, 32)),
-      prefs=dataclasses.replace(cfg.prefs, selection="random",
-                                pairs_per_iteration=max(4 * num_pairs, cfg.prefs.pairs_per_iteration)),
-      run=dataclasses.replace(cfg.run, num_seeds=1))
-  system = loop.RLHP(small)
-  state = jax.jit(system.init)(jax.random.PRNGKey(seed))
-  _, query, _ = jax.jit(system.collect)(state)
-  host = loop._query_dict(jax.device_get(query))
-  returns = host["pairs"]["true_reward"].sum(-1)
-  gap = np.abs(returns[:, 0] - returns[:, 1])
-  mask = np.zeros(len(gap), bool)
-  mask[np.argsort(-gap)[:num_pairs]] = True
-  host["mask"] = mask
-  return host
+def setup(tcfg: TolokaConfig, instruction: str, training, clips_cfg, env_dt: float,
+          run_dir: str, client, storage) -> dict:
+  """Creates project, training pool (with tasks) and base pool; returns their ids.
 
-
-def setup(cfg, run_dir: str, client, storage, num_training_tasks: int = 10, log=print) -> dict:
-  """Creates project, training pool (with tasks) and base pool; returns their ids."""
+  training: a ``Query`` with numpy leaves whose masked pairs become the training tasks (their
+  oracle returns, ``pairs.true_reward`` [P, 2, L], give the known answers)."""
   import toloka.client as toloka
-  tcfg = cfg.toloka
   call = lambda what, fn: retry_call(fn, what=f"toloka {what}")  # noqa: E731
   project = call("create_project",
-                 lambda: client.create_project(make_project(tcfg, cfg.instruction_text)))
-  log(f"project {project.id} created")
-  training = call("create_training", lambda: client.create_training(
-      make_training(tcfg, project.id, num_training_tasks)))
-  query = training_pairs(cfg, num_training_tasks)
-  clips = render.render_pairs(hopper.ASSET, query, 0, f"{run_dir}/training_clips", cfg.clips,
-                              cfg.env.dt)
-  returns = query["pairs"]["true_reward"].sum(-1)
+                 lambda: client.create_project(make_project(tcfg, instruction)))
+  log.info(f"project {project.id} created")
+  num_tasks = len(clips.asked(training))
+  training_pool = call("create_training", lambda: client.create_training(
+      make_training(tcfg, project.id, num_tasks)))
+  drawn = clips.render_asked(training, 0, f"{run_dir}/training_clips", clips_cfg, env_dt)
+  returns = np.asarray(training.pairs.true_reward).sum(-1)
   tasks = []
-  for c in clips:
+  for c in drawn:
     left_better = returns[c["pair"], 0] > returns[c["pair"], 1]
     answer = "left" if left_better else "right"
     tasks.append(toloka.Task(
-        pool_id=training.id,
+        pool_id=training_pool.id,
         input_values={INPUT_LEFT: storage.url(storage.put(c["left"])),
                       INPUT_RIGHT: storage.url(storage.put(c["right"]))},
         known_solutions=[toloka.task.BaseTask.KnownSolution(output_values={OUTPUT_FIELD: answer})],
         message_on_unknown_solution=(f"Clip {'A' if left_better else 'B'} is better. "
-                                     + cfg.instruction_text)))
+                                     + instruction)))
   call("create_tasks", lambda: client.create_tasks(tasks, allow_defaults=True))
-  log(f"training {training.id} created with {len(tasks)} tasks")
+  log.info(f"training {training_pool.id} created with {len(tasks)} tasks")
   pool = call("create_pool", lambda: client.create_pool(make_base_pool(tcfg, project.id,
-                                                                        training.id)))
-  log(f"base pool {pool.id} created")
-  return {"project_id": project.id, "training_pool_id": training.id, "base_pool_id": pool.id}
+                                                                        training_pool.id)))
+  log.info(f"base pool {pool.id} created")
+  return {"project_id": project.id, "training_pool_id": training_pool.id,
+          "base_pool_id": pool.id}

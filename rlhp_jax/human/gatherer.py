@@ -11,34 +11,34 @@ the old judgements to them.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 
 import numpy as np
 
-from rlhp_jax import config_errors
-from rlhp_jax.envs import hopper
-from rlhp_jax.experiment import ExperimentConfig
+from rlhp_jax import clips, config_errors
+from rlhp_jax.clips import pair_id
 from rlhp_jax.human.server import SOURCE, LabelServer
-from rlhp_jax.label_store import (LabelStore, check_pairs, label_of, pair_id,
-                                  query_fingerprints)
-from rlhp_jax.render import render_pairs
+from rlhp_jax.label_store import LabelStore, check_pairs, label_of
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 60.0
 """Seconds between terminal reminders while nothing is judged."""
 
 
 class HumanGatherer:
-  """Labels pairs with a person's answers from the labelling page (see ``human/server.py``)."""
+  """Labels pairs with a person's answers from the labelling page (see ``human/server.py``).
+  Takes its own config sections (``human``, ``clips``), the page's ``instruction`` and the
+  env's step ``env_dt`` (clip timing)."""
 
-  def __init__(self, cfg: ExperimentConfig, run_dir: str, log=print):
-    self.cfg = cfg
+  def __init__(self, human_cfg, clips_cfg, run_dir: str, *, instruction: str, env_dt: float):
+    self.hcfg, self.clips_cfg = human_cfg, clips_cfg
+    self.instruction, self.env_dt = instruction, env_dt
     self.run_dir = run_dir
     self.clips_dir = os.path.join(run_dir, "clips")
     self.store = LabelStore(run_dir)
-    self.log = log
-    self._overwrite = log is print and sys.stdout.isatty()  # one progress line, redrawn
     self.server: LabelServer | None = None
 
   @property
@@ -46,13 +46,14 @@ class HumanGatherer:
     """The page's link (with its token) once the server runs."""
     return self.server.url if self.server is not None else None
 
-  def label(self, query: dict, iteration: int) -> tuple[np.ndarray, np.ndarray]:
-    """Asks for the masked pairs not yet judged and waits; returns (label [P], valid [P])."""
-    mask = np.asarray(query["mask"], bool)
+  def label(self, query, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+    """Asks for the masked pairs of ``query`` (one run's ``Query``, numpy leaves) not yet
+    judged and waits; returns (label [P], valid [P])."""
+    mask = np.asarray(query.mask, bool)
     if self.store.last_event("iteration_dropped", iteration=iteration) is not None:
-      self._say(f"iteration {iteration}: its pairs were dropped; training on none of them")
+      log.warning(f"iteration {iteration}: its pairs were dropped; training on none of them")
       return np.zeros(mask.shape, np.float32), np.zeros(mask.shape, bool)
-    check_pairs(self.store, iteration, query_fingerprints(query, iteration), self.run_dir)
+    check_pairs(self.store, iteration, clips.fingerprints(query, iteration), self.run_dir)
     ids = [pair_id(iteration, int(i)) for i in np.flatnonzero(mask)]
     todo = [i for i in np.flatnonzero(mask) if not self._judged(pair_id(iteration, int(i)))]
     if todo:
@@ -76,30 +77,27 @@ class HumanGatherer:
 
   def _start_server(self) -> LabelServer:
     if self.server is None:
-      h = self.cfg.human
+      h = self.hcfg
       try:
-        self.server = LabelServer(self.store, self.run_dir, self.cfg.instruction_text,
+        self.server = LabelServer(self.store, self.run_dir, self.instruction,
                                   host=h.host, port=h.port, clips_dir=self.clips_dir,
                                   allowed_hosts=h.allowed_hosts).start()
       except OSError as e:
         raise config_errors.ConfigError(
             f"human.port: cannot listen on {h.host}:{h.port} ({e.strerror or e}); pass "
             "another with --human.port, or 0 for any free port") from e
-      self._say(f"judge clips at {self.server.url}")
+      log.info(f"judge clips at {self.server.url}")
     return self.server
 
-  def _render(self, query: dict, iteration: int, indices) -> list[dict]:
+  def _render(self, query, iteration: int, indices) -> list[dict]:
     """Draws only the given pairs (the masked ones still unjudged)."""
-    only = np.zeros(np.shape(query["mask"]), bool)
-    only[list(indices)] = True
-    sub = {"pairs": {"qpos": query["pairs"]["qpos"]}, "mask": only}
-    return render_pairs(hopper.ASSET, sub, iteration, self.clips_dir, self.cfg.clips,
-                        self.cfg.env.dt)
+    return clips.render_asked(query, iteration, self.clips_dir, self.clips_cfg, self.env_dt,
+                              indices=indices)
 
   def _wait(self, server: LabelServer, iteration: int, ids: list[str]) -> None:
     """Until every pair of ``ids`` is judged or the batch times out (then its unjudged pairs
     are withdrawn from the page, so no answer arrives after the labels are read)."""
-    timeout = self.cfg.human.batch_timeout_s
+    timeout = self.hcfg.batch_timeout_s
     deadline = time.monotonic() + timeout if timeout > 0 else None
     shown, last_report, timed_out = -1, time.monotonic(), False
     while True:
@@ -115,30 +113,18 @@ class HumanGatherer:
         done, timed_out = len(server.answered(ids)), True
         break
       server.wait_for_change(1.0 if deadline is None else min(1.0, deadline - now))
-    self._end_progress()
     if timed_out:
-      self._say(f"iteration {iteration}: batch timed out after {timeout:g}s with "
+      log.warning(f"iteration {iteration}: batch timed out after {timeout:g}s with "
                 f"{len(ids) - done} of {len(ids)} pairs unjudged; going on without them")
     self.store.add_event("human_batch_closed", iteration=iteration, judged=done,
                          asked=len(ids), timed_out=timed_out)
 
   def _progress(self, iteration: int, done: int, total: int, reminder: str | None) -> None:
+    """One progress line; ``redraw`` lets a terminal handler redraw it in place."""
     line = f"iteration {iteration}: {done}/{total} pairs judged"
     if reminder:
       line += f", waiting for you at {reminder}"
-    if self._overwrite:
-      sys.stdout.write(f"\r{line}\x1b[K")
-      sys.stdout.flush()
-    else:
-      self._say(line)
-
-  def _end_progress(self) -> None:
-    if self._overwrite:
-      sys.stdout.write("\n")
-
-  def _say(self, line: str) -> None:
-    self.log(line)
-    sys.stdout.flush()
+    log.info(line, extra={"redraw": True})
 
   def _labels(self, mask: np.ndarray, iteration: int) -> tuple[np.ndarray, np.ndarray]:
     """left -> 1, right -> 0, equal -> 0.5; can't tell, failed or no answer -> not valid."""

@@ -32,16 +32,18 @@ import http.server
 import importlib.resources
 import ipaddress
 import json
+import logging
 import os
 import re
 import secrets
 import socket
-import sys
 import threading
 import urllib.parse
 
-from rlhp_jax import jsonl, label_store
+from rlhp_jax import clips, jsonl, label_store
 from rlhp_jax.label_store import LabelStore
+
+log = logging.getLogger(__name__)
 
 SOURCE = WORKER = "human"
 MAX_BODY = 4096
@@ -49,7 +51,6 @@ SOCKET_TIMEOUT_S = 30.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 STATIC = {"/page.css": ("page.css", "text/css; charset=utf-8"),
           "/page.js": ("page.js", "text/javascript; charset=utf-8")}
-CLIP_NAME = re.compile(r"^it\d{5}-p\d{3}-(left|right)\.mp4$")
 TRUE_RETURN = {"eval/return": "eval (deterministic)", "train/episode_return": "train episodes"}
 LEARNED_REWARD = {"ppo/reward_mean": "learned reward per step (mean)",
                   "reward/train_nll": "reward model train loss",
@@ -92,14 +93,13 @@ class LabelServer:
 
   def __init__(self, store: LabelStore, run_dir: str, instruction: str = "",
                host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-               clips_dir: str | None = None, allowed_hosts=(), warn=None):
+               clips_dir: str | None = None, allowed_hosts=()):
     self.store = store
     self.run_dir = run_dir
     self.clips_dir = clips_dir or os.path.join(run_dir, "clips")
     self.instruction = instruction
     self.host, self.port = host, port
     self.allowed_hosts = {h.lower().strip("[]") for h in (*LOOPBACK_NAMES, *allowed_hosts)}
-    self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     self.token = token or secrets.token_urlsafe(24)
     self._pending: dict[str, PendingPair] = {}
     self._changed = threading.Condition()
@@ -111,7 +111,7 @@ class LabelServer:
     """Binds and serves in a daemon thread; ``port`` 0 picks a free port. Binding beyond
     loopback is allowed, with a loud warning."""
     if not _is_loopback(self.host):
-      self._warn(f"WARNING: the labelling page listens on {self.host}, beyond this machine: "
+      log.warning(f"WARNING: the labelling page listens on {self.host}, beyond this machine: "
                  "anyone who can reach it and sees the link can judge clips. Use it only on a "
                  "network you trust; reach it by a name in human.allowed_hosts")
       self.allowed_hosts.add(self.host.lower().strip("[]"))
@@ -208,7 +208,7 @@ class LabelServer:
                               iteration=pending.iteration, pair=pending.pair, answer=answer,
                               worker=WORKER, source=SOURCE)
       except label_store.LabelStoreError as e:
-        self._warn(f"labelling page: {e}")
+        log.warning(f"labelling page: {e}")
         raise RequestError(507, "disk_full", "the answer could not be saved (the disk is full "
                            "or failing); nothing was stored: free space, then answer again") \
             from None
@@ -379,7 +379,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
   def _clip(self, name: str):
     path = os.path.join(self.app.clips_dir, name)
-    if not CLIP_NAME.match(name) or not os.path.exists(path):
+    if clips.parse_clip_name(name) is None or not os.path.exists(path):
       raise RequestError(404, "no_clip", f"no clip {name!r}")
     self._file(path, "video/mp4")
 

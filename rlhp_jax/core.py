@@ -1,0 +1,310 @@
+"""The RLHP core: run state, one pure iteration, and the keys of a run. Device side, pure.
+
+One iteration (``RLHP.iteration``):
+
+    collect   ``prefs.rollouts_per_iteration`` x (rollout with the policy -> relabel with the
+              reward ensemble -> PPO update; frozen while the initial share of labels is
+              collected) -> candidate pairs cut within episodes of those rollouts -> keep the
+              most-disagreed (or random) pairs                                    -> Query
+    label     synthetic teacher on the pairs' oracle rewards (or, in the external driver, a
+              gatherer on the host)
+    learn     append labelled pairs to the fixed-capacity buffer -> reward-ensemble SGD + L2 rule
+
+With ``reward_source="true"`` the iteration is plain PPO on the oracle's reward (the baseline);
+``"true_normalized"`` passes the oracle's reward through the learned reward's normalisation.
+
+Every step returns ``Metrics``: what a chunk of iterations averages and what it reports as the
+last value are two fields, not a rule on metric names.
+"""
+
+from __future__ import annotations
+
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from rlhp_jax import fragments, ppo, preferences, reward_model, teachers
+from rlhp_jax.envs import hopper
+from rlhp_jax.experiment import ExperimentConfig
+
+
+@struct.dataclass
+class Metrics:
+  """An iteration's metrics, by how a chunk of iterations reduces them (leaves [] per
+  iteration; [runs, k] once a driver has stacked them).
+
+  * ``mean``: averaged over the chunk; NaN marks an iteration with nothing to report (no
+    episode ended) and is skipped.
+  * ``last``: counters of the whole run (labels, pairs requested); the chunk's last value.
+  """
+
+  mean: dict
+  last: dict
+
+  def merge(self, other: "Metrics") -> "Metrics":
+    return Metrics(mean={**self.mean, **other.mean}, last={**self.last, **other.last})
+
+
+@struct.dataclass
+class RLHPState:
+  """One run's whole state (the drivers stack runs on a leading axis): the agent with its env
+  batch (``ppo.env_state`` leaves [B, ...]), the reward ensemble, the preference buffer and the
+  counters; a checkpoint holds exactly this."""
+
+  ppo: ppo.PPOState
+  reward: reward_model.RewardState
+  reward_norm: reward_model.RewardNorm   # running statistics of the reward PPO is given
+  buffer: preferences.PreferenceBuffer
+  requested: jax.Array      # [] int32, pairs queried so far (the label budget spent)
+  rl_env_steps: jax.Array   # [] int32, env steps since RL started (after the initial labels)
+  iteration: jax.Array      # [] int32
+  key: jax.Array
+
+
+@struct.dataclass
+class Segment:
+  """What a query needs of the iteration's rollouts: leaves [K * T, B], the K rollouts of each
+  env laid end to end in time (they are consecutive in the env's life)."""
+
+  obs: jax.Array
+  action: jax.Array         # raw policy samples (fragments clip them)
+  true_reward: jax.Array
+  qpos: jax.Array
+  qvel: jax.Array
+  done: jax.Array
+
+
+@struct.dataclass
+class Query:
+  """Pairs chosen by ``collect``: ``mask`` marks those asked for in this iteration. Leaves are
+  device arrays in the core and numpy arrays once a driver hands a query to a gatherer."""
+
+  pairs: fragments.FragmentPairs   # [P, 2, L, ...]
+  mask: jax.Array                  # [P] bool
+  disagreement: jax.Array          # [P]
+  teacher_key: jax.Array
+  learn_key: jax.Array
+
+
+def tree_select(pred, on_true, on_false):
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+class RLHP:
+  """Static parts of a run (env, agent, ensemble, configs) and its pure step functions."""
+
+  def __init__(self, cfg: ExperimentConfig):
+    self.cfg = cfg
+    self.env = hopper.make(cfg.env)
+    self.num_iterations = cfg.num_iterations
+    self.preference_learning = cfg.reward_source == "preferences"
+    self.agent = ppo.Agent(cfg.ppo, hopper.OBS_SIZE, hopper.ACTION_SIZE,
+                           total_updates=self.optimizer_steps)
+    self.ensemble = reward_model.RewardEnsemble(cfg.reward, hopper.OBS_SIZE, hopper.ACTION_SIZE)
+
+  # -- state ------------------------------------------------------------------------------
+  def init(self, key: jax.Array) -> RLHPState:
+    k_ppo, k_reward, key = jax.random.split(key, 3)
+    p = self.cfg.prefs
+    return RLHPState(
+        ppo=ppo.init_state(self.agent, self.env, k_ppo),
+        reward=self.ensemble.init(k_reward),
+        reward_norm=reward_model.init_norm(
+            self.cfg.reward.ensemble_size if self.preference_learning else 1),
+        buffer=preferences.init_buffer(p.total_labels if self.preference_learning else 1,
+                                       p.fragment_length, hopper.OBS_SIZE, hopper.ACTION_SIZE,
+                                       self.cfg.reward.ensemble_size),
+        requested=jnp.zeros((), jnp.int32), rl_env_steps=jnp.zeros((), jnp.int32),
+        iteration=jnp.zeros((), jnp.int32), key=key)
+
+  def init_runs(self, keys: jax.Array) -> RLHPState:
+    """States of several runs stacked on a leading axis (seeds x teacher settings).
+
+    Runs are initialised one after another (``lax.map``), not vmapped: a vmapped init makes
+    the orthogonal initialisers one batched LAPACK QR, which XLA:CPU runs with a nested
+    parallel loop that deadlocks its thread pool on small (2-core) machines. Init runs once,
+    so nothing is lost."""
+    return jax.lax.map(self.init, keys)
+
+  # -- the iteration ------------------------------------------------------------------------
+  def raw_learned_reward(self, reward_state, transitions) -> jax.Array:
+    """Each member's reward of the applied (clipped) actions: [K, T, B]."""
+    obs = self.ensemble.inputs(reward_state.obs_stats, transitions.obs)
+    return self.ensemble.member_rewards(reward_state.params, obs,
+                                        hopper.applied_action(transitions.action))
+
+  def learned_reward(self, params_and_norm, transitions):
+    """The reward PPO optimises: each member's reward normalised by its running statistics
+    (updated with this batch first), averaged over members. Returns (rewards [T, B],
+    (reward_state, norm))."""
+    reward_state, norm = params_and_norm
+    raw = self.raw_learned_reward(reward_state, transitions)
+    norm = reward_model.update_norm(norm, raw, self.cfg.reward.normalization_rate)
+    return reward_model.apply_norm(norm, raw), (reward_state, norm)
+
+  def normalized_true_reward(self, norm, transitions):
+    """The oracle's reward through exactly the learned reward's normalisation (one member):
+    the baseline that isolates what normalising costs."""
+    raw = transitions.true_reward[None]
+    norm = reward_model.update_norm(norm, raw, self.cfg.reward.normalization_rate)
+    return reward_model.apply_norm(norm, raw), norm
+
+  def ppo_phase(self, ppo_state: ppo.PPOState, reward_fn, reward_params):
+    """``prefs.rollouts_per_iteration`` PPO iterations (scan). Returns (ppo_state, Segment
+    [K * T, B], metrics averaged over the K updates; the train return over episodes that
+    ended, NaN when none did; reward_params after the K batches)."""
+    def one(carry, _):
+      s, rp = carry
+      s, tr, m, rp = ppo.train_step(self.agent, self.env, s, reward_fn, rp)
+      seg = Segment(obs=tr.obs, action=tr.action, true_reward=tr.true_reward, qpos=tr.qpos,
+                    qvel=tr.qvel, done=tr.done)
+      return (s, rp), (seg, m)
+
+    (state, reward_params), (seg, m) = jax.lax.scan(
+        one, (ppo_state, reward_params), length=self.rollouts_per_iteration)
+    seg = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), seg)
+    episodes = jnp.sum(m["train/episodes"])
+    ended = jnp.sum(m["train/episode_return"] * m["train/episodes"])
+    metrics = {k: jnp.mean(val) for k, val in m.items()}
+    metrics["train/episodes"] = episodes
+    metrics["train/episode_return"] = jnp.where(episodes > 0, ended / jnp.maximum(episodes, 1),
+                                                jnp.nan)
+    return state, seg, metrics, reward_params
+
+  def collect(self, state: RLHPState) -> tuple[RLHPState, Query, Metrics]:
+    """Rollouts, PPO on the learned reward, and the pairs to query ([P] pairs of
+    ``prefs.pairs_per_iteration``, each [2, L, ...])."""
+    p = self.cfg.prefs
+    key, k_select, k_teach, k_learn = jax.random.split(state.key, 4)
+    # Labels are due by the RL steps taken once this iteration's rollouts have run.
+    n_request, warmup = preferences.pairs_to_request(
+        p, state.requested, state.rl_env_steps + self.iteration_env_steps,
+        self.rl_env_step_budget)
+    new_ppo, seg, metrics, (_, norm) = self.ppo_phase(
+        state.ppo, self.learned_reward, (state.reward, state.reward_norm))
+    # While the initial labels are collected the policy stays the initial random one.
+    frozen = state.ppo.replace(env_state=new_ppo.env_state, key=new_ppo.key,
+                               env_steps=new_ppo.env_steps)
+    new_ppo = tree_select(warmup, frozen, new_ppo)
+    learned = self.raw_learned_reward(state.reward, seg).mean(0)
+    metrics["reward/true_corr"] = reward_model.pearson(learned, seg.true_reward)
+    reward_state = self.ensemble.observe(state.reward, seg.obs)
+    member_returns = lambda obs, action: self.ensemble.fragment_returns(
+        reward_state.params, self.ensemble.inputs(reward_state.obs_stats, obs), action)
+    pairs, score = fragments.select(k_select, seg, p.pairs_per_iteration, p.fragment_length,
+                                    p.selection, p.oversample, member_returns)
+    query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
+                  disagreement=score, teacher_key=k_teach, learn_key=k_learn)
+    metrics["prefs/warmup"] = warmup
+    metrics["prefs/disagreement"] = jnp.mean(score)
+    metrics["prefs/disagreement_spread"] = score[0] - score[-1]
+    state = state.replace(
+        ppo=new_ppo, reward=reward_state, key=key, iteration=state.iteration + 1,
+        reward_norm=norm,
+        rl_env_steps=state.rl_env_steps + jnp.where(warmup, 0, self.iteration_env_steps))
+    return state, query, Metrics(mean=metrics, last={})
+
+  def learn(self, state: RLHPState, query: Query, label: jax.Array,
+            valid: jax.Array) -> tuple[RLHPState, Metrics]:
+    """Stores the answered pairs (label [P] in [0, 1], valid [P] bool; only masked pairs count)
+    and trains the reward ensemble."""
+    rc = self.cfg.reward
+    k_add, k_train = jax.random.split(query.learn_key)
+    answered = valid & query.mask
+    buffer = preferences.add(state.buffer, query.pairs.obs, query.pairs.action, label, answered,
+                             query.pairs.true_reward.sum(-1), k_add, rc.validation_fraction,
+                             rc.bootstrap)
+    reward_state, metrics = reward_model.train(self.ensemble, state.reward, buffer, k_train)
+    metrics = {k: val for k, val in metrics.items() if not k.endswith("_member")}
+    metrics["prefs/skipped"] = jnp.sum(query.mask & ~valid)
+    requested = state.requested + jnp.sum(query.mask)
+    counters = {"prefs/labels": buffer.count, "prefs/requested": requested}
+    return state.replace(buffer=buffer, reward=reward_state, requested=requested), Metrics(
+        mean=metrics, last=counters)
+
+  def iteration(self, state: RLHPState, teacher: teachers.TeacherParams):
+    """One full synthetic iteration: collect -> teacher -> learn. Pure."""
+    if not self.preference_learning:
+      return self.true_reward_iteration(state)
+    state, query, metrics = self.collect(state)
+    label, valid = teachers.teach(teacher, query.pairs.true_reward, query.teacher_key,
+                                  query.mask)
+    state, learn_metrics = self.learn(state, query, label, valid)
+    return state, metrics.merge(learn_metrics)
+
+  def true_reward_iteration(self, state: RLHPState):
+    reward_fn = (self.normalized_true_reward if self.cfg.reward_source == "true_normalized"
+                 else ppo.true_reward_fn)
+    new_ppo, _, metrics, norm = self.ppo_phase(state.ppo, reward_fn, state.reward_norm)
+    return state.replace(ppo=new_ppo, iteration=state.iteration + 1, reward_norm=norm,
+                         rl_env_steps=new_ppo.env_steps), Metrics(mean=metrics, last={})
+
+  @property
+  def rollouts_per_iteration(self) -> int:
+    return self.cfg.prefs.rollouts_per_iteration
+
+  @property
+  def iteration_env_steps(self) -> int:
+    """Env steps per iteration (all envs of one run)."""
+    return self.rollouts_per_iteration * self.cfg.ppo.batch_size
+
+  @property
+  def warmup_iterations(self) -> int:
+    """Iterations spent collecting the initial labels with the policy frozen."""
+    return self.cfg.warmup_iterations
+
+  @property
+  def optimizer_steps(self) -> int:
+    """PPO optimiser steps over the run, the learning-rate schedule's length: every RL
+    iteration (not the frozen initial ones) runs ``rollouts_per_iteration`` PPO updates of
+    ``num_epochs x num_minibatches`` steps each."""
+    p = self.cfg.ppo
+    return ((self.num_iterations - self.warmup_iterations) * self.rollouts_per_iteration
+            * p.num_epochs * p.num_minibatches)
+
+  @property
+  def rl_env_step_budget(self) -> int:
+    """Env steps of RL after the initial labels: the label schedule's time axis."""
+    return (self.num_iterations - self.warmup_iterations) * self.iteration_env_steps
+
+  def chunk(self, state: RLHPState, teacher: teachers.TeacherParams):
+    """``run.iterations_per_call`` iterations (lax.scan); metrics' leaves stacked [k]."""
+    return jax.lax.scan(lambda s, _: self.iteration(s, teacher), state,
+                        length=self.cfg.run.iterations_per_call)
+
+  def evaluate(self, state: RLHPState, key: jax.Array) -> ppo.Evaluation:
+    """``run.eval_episodes`` deterministic episodes of the policy; leaves [E, ...]."""
+    return self.evaluate_policy(state.ppo.params, key)
+
+  def evaluate_policy(self, params: ppo.AgentParams, key: jax.Array) -> ppo.Evaluation:
+    return ppo.evaluate(self.agent, self.env, params, key,
+                        num_episodes=self.cfg.run.eval_episodes,
+                        length=self.cfg.run.eval_episode_length)
+
+
+def num_iterations(cfg: ExperimentConfig) -> int:
+  """Iterations covering total_env_steps, rounded up to whole jitted chunks (the config's
+  own count)."""
+  return cfg.num_iterations
+
+
+def env_batched(state: RLHPState):
+  """A pytree of bools shaped like ``state``: True for the leaves whose first axis (after a
+  runs axis) is the env batch, which a layout may split over devices."""
+  mask = jax.tree.map(lambda _: False, state)
+  return mask.replace(ppo=mask.ppo.replace(
+      env_state=jax.tree.map(lambda _: True, state.ppo.env_state)))
+
+
+def run_keys(cfg: ExperimentConfig, num_teachers: int) -> jax.Array:
+  """One PRNG key per run, [runs, 2]; runs are teacher-major: run r = (teacher r // S,
+  seed r % S). The external driver's one run is run 0."""
+  seeds = jnp.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds)
+  return jax.vmap(jax.random.PRNGKey)(jnp.tile(seeds, num_teachers))
+
+
+def eval_keys(cfg: ExperimentConfig, num_runs: int) -> jax.Array:
+  """The evaluation keys of a run's runs, [runs, 2]: the same for every evaluation, so curves
+  compare policies, not episodes."""
+  return jax.random.split(jax.random.PRNGKey(10_000 + cfg.run.seed), num_runs)
