@@ -9,7 +9,7 @@ Arms (``reward_source``):
   * ``true``: PPO on the task's own reward (fixed-horizon hop forward with the unhealthy
     penalty), the same PPO;
   * ``true_normalized``: the task reward through exactly the learned reward's normalisation
-    (zero mean, unit std per rollout batch), isolating what the normalisation costs.
+    (zero mean, unit std under running statistics), isolating what the normalisation costs.
 
 For every arm: the final deterministic evaluation per seed (10 episodes of 1000 steps) scored as
 the return under Gym's termination rules, the seals-style return (what imitation reports), the

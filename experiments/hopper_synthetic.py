@@ -7,7 +7,9 @@ under Gym's termination rules and the healthy-step fraction are reported, never 
 
 PPO's shape was chosen by measurement on a 2-core CPU (small batches reused often: 64 envs x
 32 steps, 10 epochs of 4 minibatches, clip 0.1, discount 0.995, GAE lambda 0.98, entropy
-0.001; 250-step training episodes, 1000-step evaluation); see benchmarks/RESULTS.md.
+0.001; 250-step training episodes, 1000-step evaluation); see benchmarks/RESULTS.md. The
+reward nets see observations standardised by running statistics (``reward.normalize_inputs``):
+with raw observations the same run learns to stand still.
 """
 
 from rlhp_jax.envs.hopper import HopperConfig

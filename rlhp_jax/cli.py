@@ -66,6 +66,10 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger.removeHandler(handler)
   logger.addHandler(_Lines())
   logger.setLevel(level)
+  if not logging.root.handlers:
+    # absl (imported by orbax) calls logging.basicConfig() on its first log line when the root
+    # logger has no handler, which would print every package line a second time on stderr.
+    logging.root.addHandler(logging.NullHandler())
 
 
 def make_run_dir(cfg, out_dir: str | None = None) -> str:
