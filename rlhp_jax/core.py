@@ -283,12 +283,6 @@ class RLHP:
                         length=self.cfg.run.eval_episode_length)
 
 
-def num_iterations(cfg: ExperimentConfig) -> int:
-  """Iterations covering total_env_steps, rounded up to whole jitted chunks (the config's
-  own count)."""
-  return cfg.num_iterations
-
-
 def env_batched(state: RLHPState):
   """A pytree of bools shaped like ``state``: True for the leaves whose first axis (after a
   runs axis) is the env batch, which a layout may split over devices."""

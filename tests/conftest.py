@@ -1,3 +1,4 @@
+import logging
 import os
 import tempfile
 
@@ -39,3 +40,14 @@ def s3_server():
       os.environ.pop(k, None)
     else:
       os.environ[k] = val
+
+
+@pytest.fixture
+def logs(caplog):
+  """The lines the package logged during the test (``rlhp_jax`` loggers, INFO and up)."""
+  caplog.set_level(logging.INFO, logger="rlhp_jax")
+
+  class Lines:
+    def __iter__(self):
+      return iter([r.getMessage() for r in caplog.records])
+  return Lines()

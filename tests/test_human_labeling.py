@@ -4,7 +4,6 @@ the gatherer's waiting and labels, and a tiny real run judged in headless chromi
 import dataclasses
 import itertools
 import json
-import logging
 import os
 import threading
 import time
@@ -31,16 +30,6 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def logs(caplog):
-  """The lines the package logged during the test (``rlhp_jax`` loggers, INFO and up)."""
-  caplog.set_level(logging.INFO, logger="rlhp_jax")
-
-  class Lines:
-    def __iter__(self):
-      return iter([r.getMessage() for r in caplog.records])
-  return Lines()
 
 
 def make_gatherer(cfg, run_dir):

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 
-import logging
 
 import httpx
 import numpy as np
@@ -42,16 +41,6 @@ TINY = tiny.args(total_env_steps=512)
 def token(monkeypatch):
   monkeypatch.setenv("TOLOKA_TOKEN", FAKE_TOLOKA_TOKEN)
 
-
-@pytest.fixture
-def logs(caplog):
-  """The lines the package logged during the test (``rlhp_jax`` loggers, INFO and up)."""
-  caplog.set_level(logging.INFO, logger="rlhp_jax")
-
-  class Lines:
-    def __iter__(self):
-      return iter([r.getMessage() for r in caplog.records])
-  return Lines()
 
 
 def make_gatherer(cfg, run_dir, **kwargs):
