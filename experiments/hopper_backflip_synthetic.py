@@ -5,7 +5,9 @@ high, jump height, staying up).
 The summary counts whole backward turns (``flips_per_episode_per_run``) and turns that end on the
 foot (``landed_flips_per_episode_per_run``) per evaluation episode; ``policy_frames.png`` shows
 the flip. Sized for a GPU (about 10M env steps); on the 2-core CPU, --run.total-env-steps 8000000
-takes 12 minutes: 4.6 backward turns per episode, 3.0 of them landed (benchmarks/RESULTS.md).
+takes 12 minutes. Session 3 measured 4.6 backward turns per episode, 3.0 of them landed; since
+session 4's method changes it does not flip (session 6: 0 turns, task return 971; with
+standardised reward inputs 0 turns, 1234). See benchmarks/RESULTS.md.
 """
 
 from rlhp_jax.envs.hopper import HopperConfig

