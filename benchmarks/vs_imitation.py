@@ -262,6 +262,9 @@ def parse_args(argv=None):
   p.add_argument("--imitation-eval-every", type=int, default=None,
                  help="PPO steps between imitation's extra evaluations (default: its helper's)")
   p.add_argument("--imitation-eval-episodes", type=int, default=1)
+  p.add_argument("--out", default=None, metavar="JSON",
+                 help="also write the JSON here, rewritten after every seed, so a run stopped "
+                      "midway keeps the seeds it finished")
   p.add_argument("--reuse-imitation", default=None, metavar="JSON",
                  help="take the imitation side from an earlier output of this script instead "
                       "of running it (times drift between hours: note it when quoting ratios)")
@@ -284,6 +287,10 @@ def main(argv=None):
   if args.reuse_imitation:
     with open(args.reuse_imitation) as f:
       reused = {s["seed"]: s["imitation"] for s in json.load(f)["seeds"] if "imitation" in s}
+  settings = {"size": "full" if args.full else "small", "thresholds": args.thresholds,
+              "imitation_python": args.imitation_python, "imitation_args": imit_extra,
+              "experiment": args.experiment, "ours_args": ours_extra,
+              "times": "seconds from each subprocess launch; imitation's evaluations excluded"}
   seeds = []
   for seed in args.seeds:
     imitation = ours = None
@@ -297,11 +304,17 @@ def main(argv=None):
     if "ours" in args.sides:
       ours = run_ours(args.python, args.experiment, seed, ours_extra)
     seeds.append(compare_seed(seed, imitation, ours, args.thresholds))
-  settings = {"size": "full" if args.full else "small", "thresholds": args.thresholds,
-              "imitation_python": args.imitation_python, "imitation_args": imit_extra,
-              "experiment": args.experiment, "ours_args": ours_extra,
-              "times": "seconds from each subprocess launch; imitation's evaluations excluded"}
+    if args.out:
+      save(args.out, assemble(settings, seeds, machine()))
   print(json.dumps(assemble(settings, seeds, machine()), indent=1))
+
+
+def save(path: str, result: dict) -> None:
+  """Writes ``result`` to ``path`` whole or not at all (temporary file, then rename)."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(result, f, indent=1)
+  os.replace(tmp, path)
 
 
 if __name__ == "__main__":

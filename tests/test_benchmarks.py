@@ -116,6 +116,27 @@ def test_vs_imitation_needs_an_imitation_interpreter():
   assert vs.parse_args(["--sides", "ours"]).seeds == [0, 1]
 
 
+def test_vs_imitation_keeps_finished_seeds_when_a_later_one_fails(tmp_path, monkeypatch):
+  vs = load_benchmark("vs_imitation")
+  calls = []
+
+  def fake_ours(python, experiment, seed, extra):
+    calls.append(seed)
+    if seed == 1:
+      raise RuntimeError("rlhp-jax side failed")
+    return {"curve": [{"t": 5.0, "seals_return": 3100.0, "gym_return": 3000.0}], "total_s": 6.0}
+
+  monkeypatch.setattr(vs, "run_ours", fake_ours)
+  out = tmp_path / "vs.json"
+  with pytest.raises(RuntimeError):
+    vs.main(["--sides", "ours", "--seeds", "0", "1", "--out", str(out)])
+  assert calls == [0, 1]
+  saved = json.loads(out.read_text())
+  assert [s["seed"] for s in saved["seeds"]] == [0]
+  assert saved["seeds"][0]["ours"]["time_to_seals"]["3000"] == 5.0
+  assert not os.path.exists(str(out) + ".tmp")
+
+
 def test_imitation_side_episode_figures():
   side = load_benchmark("imitation_side")  # stdlib-only at import: no imitation needed
   np = pytest.importorskip("numpy")
