@@ -28,7 +28,8 @@ stamped when the evaluated policy existed, earlier in-line evaluations stay in i
     imitation's time to that same return (bar: <= 1/3); ``ours_3000_over_imitation_loop``:
     rlhp-jax's time to 3000 over imitation's whole loop time (bar: <= 1).
 rlhp-jax evaluates ``run.eval_episodes`` episodes per evaluation (their mean), imitation
-``--imitation-eval-episodes`` (default 1); both deterministic policies, 1000 steps.
+``--imitation-eval-episodes`` (default 1); both deterministic policies, 1000 steps. At full
+size both are evaluated about as often (rlhp-jax every 32,768 env steps: ``FULL_OURS``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ OUR_KEYS = {"seals_return": ("eval/seals_return",), "gym_return": ("eval/gym_ret
 SMALL_IMITATION = ["--total-timesteps", "30720", "--comparisons", "70", "--num-iterations", "2",
                    "--eval-every", "10240"]
 SMALL_OURS = ["--run.total-env-steps", "163840", "--run.eval-every", "81920"]
+FULL_OURS = ["--run.eval-every", "32768"]
+"""At full size rlhp-jax is evaluated every 32,768 env steps (one jitted call of the main job),
+about as often as imitation (every 20,480 PPO steps and after every preference iteration): a
+time to a threshold is only as fine as the evaluations that find it, and the main job's own
+131,072-step interval would add up to ~18 s to each of ours. The evaluations run on the spare
+core and the training is the same computation whatever the interval."""
 
 
 # -- pure parts (tested in tests/test_benchmarks.py) ------------------------------------------
@@ -234,6 +241,7 @@ def run_ours(python: str, experiment: str, seed: int, extra: list[str]) -> dict:
   return {"curve": our_curve(rows, launch), "total_s": end - launch,
           "loop_wall_s": summary.get("wall_s"), "env_steps": summary.get("env_steps"),
           "labels": (summary.get("labels_per_run") or [None])[0], "run_dir": run_dir,
+          "software": summary.get("software"),
           "command": cmd, "load_avg_1min": [load, os.getloadavg()[0]]}
 
 
@@ -282,7 +290,7 @@ def main(argv=None):
     imit_extra += ["--eval-every", str(args.imitation_eval_every)]
   imit_extra += ["--eval-episodes", str(args.imitation_eval_episodes)]
   imit_extra += args.imitation_args.split()
-  ours_extra = ([] if args.full else list(SMALL_OURS)) + args.ours_args.split()
+  ours_extra = list(FULL_OURS if args.full else SMALL_OURS) + args.ours_args.split()
   reused = {}
   if args.reuse_imitation:
     with open(args.reuse_imitation) as f:

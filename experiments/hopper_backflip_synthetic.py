@@ -7,7 +7,9 @@ foot (``landed_flips_per_episode_per_run``) per evaluation episode; ``policy_fra
 the flip. Sized for a GPU (about 10M env steps); on the 2-core CPU, --run.total-env-steps 8000000
 takes 12 minutes. Session 3 measured 4.6 backward turns per episode, 3.0 of them landed; since
 session 4's method changes it does not flip (session 6: 0 turns, task return 971; with
-standardised reward inputs 0 turns, 1234). See benchmarks/RESULTS.md.
+standardised reward inputs 0 turns, 1234). Session 7: session 3's commit, run again, still
+flips (4.5 turns, 1.3 landed); this config with random pair selection 0.3 turns, with the reward
+nets fed raw actions and lock-step starts (patched, not kept) 1.5. See benchmarks/RESULTS.md.
 """
 
 from rlhp_jax.envs.hopper import HopperConfig

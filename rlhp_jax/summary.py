@@ -25,6 +25,11 @@ CURVE_SERIES = {"eval/return": "task return", "eval/seals_return": "seals-style 
                 "eval/gym_return": "Gym-rules return",
                 "train/episode_return": "train episodes (task)"}
 
+VERSIONED_PACKAGES = ("jax", "jaxlib", "mujoco", "mujoco-mjx", "flax", "optax", "numpy")
+"""Packages whose versions change a run's floating-point path: the same config and seed gave a
+policy that hops (seals-style 3302) under one set of them and one that stands (1238) under the
+next, so every summary names them."""
+
 POLICY_VIDEO_FPS = 60.0
 """Policy videos draw every k-th env step so they play in real time at about this rate."""
 
@@ -55,6 +60,21 @@ def flips(ev) -> tuple[np.ndarray, np.ndarray]:
           per_episode(tasks.flips_landed, qpos[..., 2], qpos[..., 1]))
 
 
+def software() -> dict:
+  """What computed the run: the backend, its device count and the versions of
+  ``VERSIONED_PACKAGES`` (None where a package is missing)."""
+  from importlib import metadata
+
+  import jax
+  versions = {}
+  for name in VERSIONED_PACKAGES:
+    try:
+      versions[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      versions[name] = None
+  return {"backend": jax.default_backend(), "devices": jax.device_count(), "versions": versions}
+
+
 def summarize(cfg, ev, *, env_steps: int, labels_per_run, last_row: dict, teacher_configs,
               wall: float) -> dict:
   """The summary of a finished run: its config's names, the final evaluation per run (ev
@@ -79,6 +99,7 @@ def summarize(cfg, ev, *, env_steps: int, labels_per_run, last_row: dict, teache
       "flips_per_episode_per_run": completed.mean(-1).tolist(),
       "landed_flips_per_episode_per_run": landed.mean(-1).tolist(),
       "labels_per_run": np.asarray(labels_per_run).tolist(),
+      "software": software(),
   }
   for key in ("reward/true_corr", "reward/val_accuracy", "reward/val_oracle_agreement"):
     if key in last_row:

@@ -137,6 +137,27 @@ def test_vs_imitation_keeps_finished_seeds_when_a_later_one_fails(tmp_path, monk
   assert not os.path.exists(str(out) + ".tmp")
 
 
+def test_vs_imitation_evaluates_ours_as_often_as_imitation_at_full_size(monkeypatch, capsys):
+  """At full size our side is evaluated every jitted call (32,768 env steps), not at the main
+  job's 131,072, so its times to thresholds have imitation's resolution; a user's --ours-args
+  come last and win."""
+  vs = load_benchmark("vs_imitation")
+  seen = []
+
+  def fake_ours(python, experiment, seed, extra):
+    seen.append(list(extra))
+    return {"curve": [{"t": 5.0, "seals_return": 3100.0}], "total_s": 6.0}
+
+  monkeypatch.setattr(vs, "run_ours", fake_ours)
+  vs.main(["--sides", "ours", "--seeds", "0", "--full"])
+  vs.main(["--sides", "ours", "--seeds", "0", "--full", "--ours-args=--run.eval-every 65536"])
+  vs.main(["--sides", "ours", "--seeds", "0"])
+  capsys.readouterr()
+  assert seen[0] == ["--run.eval-every", "32768"]
+  assert seen[1][-2:] == ["--run.eval-every", "65536"]
+  assert seen[2] == vs.SMALL_OURS
+
+
 def test_imitation_side_episode_figures():
   side = load_benchmark("imitation_side")  # stdlib-only at import: no imitation needed
   np = pytest.importorskip("numpy")

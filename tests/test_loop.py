@@ -54,6 +54,11 @@ def test_cli_run_leaves_its_files(cli_run):
     assert os.path.getsize(os.path.join(cli_run, name)) > 0, name
   summary = json.load(open(os.path.join(cli_run, "summary.json")))
   assert summary["labels_per_run"] == [24] and summary["env_steps"] == 1024
+  import jax
+  software = summary["software"]    # runs are only reproducible under the same packages
+  assert software["versions"]["jax"] == jax.__version__ and software["backend"] == "cpu"
+  assert set(software["versions"]) == {"jax", "jaxlib", "mujoco", "mujoco-mjx", "flax",
+                                       "optax", "numpy"}
   all_rows = [json.loads(l) for l in open(os.path.join(cli_run, "metrics.jsonl"))]
   rows = [r for r in all_rows if "steps_per_s" in r]           # one per training chunk
   assert len(rows) == 4 and rows[-1]["prefs/requested"] == [24]
