@@ -23,5 +23,6 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# constraints.txt pins the numerical stack: the same seed takes the same path on a fresh setup
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 echo "setup: ready (.venv/bin/rlhp-jax)"
