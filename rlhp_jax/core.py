@@ -134,14 +134,16 @@ class RLHP:
     return self.ensemble.member_rewards(reward_state.params, obs,
                                         hopper.applied_action(transitions.action))
 
-  def learned_reward(self, params_and_norm, transitions):
+  def learned_reward(self, params_norm_beta, transitions):
     """The reward PPO optimises: each member's reward normalised by its running statistics
-    (updated with this batch first), averaged over members. Returns (rewards [T, B],
-    (reward_state, norm))."""
-    reward_state, norm = params_and_norm
+    (updated with this batch first), averaged over members, plus beta times the members'
+    spread (the optimistic bonus; beta 0 without one). Returns (rewards [T, B],
+    (reward_state, norm, beta))."""
+    reward_state, norm, beta = params_norm_beta
     raw = self.raw_learned_reward(reward_state, transitions)
     norm = reward_model.update_norm(norm, raw, self.cfg.reward.normalization_rate)
-    return reward_model.apply_norm(norm, raw), (reward_state, norm)
+    members = reward_model.normalize_members(norm, raw)
+    return members.mean(0) + beta * members.std(0), (reward_state, norm, beta)
 
   def normalized_true_reward(self, norm, transitions):
     """The oracle's reward through exactly the learned reward's normalisation (one member):
@@ -181,8 +183,9 @@ class RLHP:
     n_request, warmup = preferences.pairs_to_request(
         p, state.requested, state.rl_env_steps + self.iteration_env_steps,
         self.rl_env_step_budget)
-    new_ppo, seg, metrics, (_, norm) = self.ppo_phase(
-        state.ppo, self.learned_reward, (state.reward, state.reward_norm))
+    beta = reward_model.exploration_beta(self.cfg.reward, state.rl_env_steps)
+    new_ppo, seg, metrics, (_, norm, _) = self.ppo_phase(
+        state.ppo, self.learned_reward, (state.reward, state.reward_norm, beta))
     # While the initial labels are collected the policy stays the initial random one.
     frozen = state.ppo.replace(env_state=new_ppo.env_state, key=new_ppo.key,
                                env_steps=new_ppo.env_steps)
@@ -197,6 +200,7 @@ class RLHP:
     query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
                   disagreement=score, teacher_key=k_teach, learn_key=k_learn)
     metrics["prefs/warmup"] = warmup
+    metrics["reward/exploration_beta"] = beta
     metrics["prefs/disagreement"] = jnp.mean(score)
     metrics["prefs/disagreement_spread"] = score[0] - score[-1]
     state = state.replace(

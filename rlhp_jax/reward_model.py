@@ -56,6 +56,17 @@ class RewardModelConfig:
   function of the small ones."""
   bootstrap: bool = True
   """Each member trains on its own Poisson(1) online bootstrap resample of the labels."""
+  use_action: bool = True
+  """The nets score (observation, action), as the paper's r(o, a). False: r(o) alone, for tasks
+  whose reward is a function of the state (fixed-horizon hop forward has no control cost); an
+  action input then only lets a member fit label noise through the actions, which the policy
+  can exploit without changing what it does."""
+  exploration_bonus: float = 0.0
+  """beta_0 of an optimistic bonus for PPO (Liang et al. 2022, RUNE): the reward PPO sees is
+  the members' mean normalised reward plus beta * their standard deviation, so behaviour the
+  ensemble has not learned to judge pays more until it is queried. 0 turns it off."""
+  exploration_bonus_timescale: float = 5e5
+  """beta decays as beta_0 * exp(-t / timescale) over the env steps of RL (t)."""
   normalization_rate: float = 0.05
   """Weight of each new rollout batch in the running mean and std that normalise each member's
   reward (an exponential moving average). 1 normalises every batch by its own statistics, which
@@ -77,6 +88,8 @@ class RewardModelConfig:
     v.non_negative(self.l2_init, "reward.l2_init")
     v.require(0 < self.l2_low < self.l2_high, "reward.l2_low",
               f"need 0 < l2_low < l2_high, got {self.l2_low!r}, {self.l2_high!r}")
+    v.non_negative(self.exploration_bonus, "reward.exploration_bonus")
+    v.positive(self.exploration_bonus_timescale, "reward.exploration_bonus_timescale")
     v.require(0 < self.normalization_rate <= 1, "reward.normalization_rate",
               f"must be in (0, 1], got {self.normalization_rate!r}")
     v.require(self.l2_factor > 1, "reward.l2_factor", f"must be > 1, got {self.l2_factor!r}")
@@ -112,21 +125,33 @@ def update_norm(norm: RewardNorm, raw: jax.Array, rate: float) -> RewardNorm:
   return RewardNorm(mean=mean, sq=sq, batches=norm.batches + 1)
 
 
-def apply_norm(norm: RewardNorm, raw: jax.Array) -> jax.Array:
-  """Each member's rewards to zero mean and unit std under the running statistics, averaged
-  over members: raw [K, ...] -> [...]."""
+def normalize_members(norm: RewardNorm, raw: jax.Array) -> jax.Array:
+  """Each member's rewards to zero mean and unit std under the running statistics:
+  raw [K, ...] -> [K, ...]."""
   shape = (-1,) + (1,) * (raw.ndim - 1)
-  return ((raw - norm.mean.reshape(shape)) / norm.std.reshape(shape)).mean(0)
+  return (raw - norm.mean.reshape(shape)) / norm.std.reshape(shape)
+
+
+def apply_norm(norm: RewardNorm, raw: jax.Array) -> jax.Array:
+  """Each member's normalised rewards averaged over members: raw [K, ...] -> [...]."""
+  return normalize_members(norm, raw).mean(0)
+
+
+def exploration_beta(cfg: RewardModelConfig, rl_env_steps) -> jax.Array:
+  """The optimistic bonus's weight after ``rl_env_steps`` of RL: beta_0 exp(-t / timescale)."""
+  t = jnp.asarray(rl_env_steps, jnp.float32)
+  return cfg.exploration_bonus * jnp.exp(-t / cfg.exploration_bonus_timescale)
 
 
 class RewardNet(nn.Module):
-  """r(s, a): MLP over [obs, action] -> scalar."""
+  """r(s, a): MLP over [obs, action] -> scalar (r(s) when ``use_action`` is off)."""
 
   hidden: Sequence[int]
+  use_action: bool = True
 
   @nn.compact
   def __call__(self, obs, action):
-    x = jnp.concatenate([obs, action], axis=-1)
+    x = jnp.concatenate([obs, action], axis=-1) if self.use_action else obs
     for width in self.hidden:
       x = nn.leaky_relu(nn.Dense(width)(x), 0.01)
     return nn.Dense(1)(x)[..., 0]
@@ -145,7 +170,7 @@ class RewardEnsemble:
 
   def __init__(self, cfg: RewardModelConfig, obs_size: int, action_size: int):
     self.cfg = cfg
-    self.net = RewardNet(cfg.hidden)
+    self.net = RewardNet(cfg.hidden, cfg.use_action)
     self.obs_size, self.action_size = obs_size, action_size
     self.optimizer = optax.adam(cfg.learning_rate)
 

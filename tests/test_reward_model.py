@@ -189,3 +189,46 @@ def test_reward_nets_see_observations_standardised_by_running_statistics():
   raw = rm.RewardEnsemble(rm.RewardModelConfig(ensemble_size=2, hidden=(8,),
                                                normalize_inputs=False), 3, 1)
   np.testing.assert_array_equal(raw.inputs(s2.obs_stats, scaled), scaled)
+
+
+def test_state_only_reward_nets_ignore_the_action():
+  """``use_action=False``: the nets score the observation alone (their first layer takes D
+  inputs, not D + A), so no action can change a reward; the default scores (o, a)."""
+  obs = jax.random.normal(jax.random.PRNGKey(1), (4, 5, 11))
+  a1 = jax.random.uniform(jax.random.PRNGKey(2), (4, 5, 3), minval=-1, maxval=1)
+  a2 = -a1
+  for use_action, inputs in ((False, 11), (True, 14)):
+    ens = rm.RewardEnsemble(rm.RewardModelConfig(ensemble_size=2, use_action=use_action), 11, 3)
+    state = ens.init(jax.random.PRNGKey(0))
+    first = jax.tree.leaves(state.params["params"]["Dense_0"])
+    assert {leaf.shape[1] for leaf in first if leaf.ndim == 3} == {inputs}
+    moved = jnp.abs(ens.member_rewards(state.params, obs, a1)
+                    - ens.member_rewards(state.params, obs, a2)).max()
+    assert (float(moved) > 1e-4) == use_action
+  with pytest.raises(Exception, match="reward.exploration_bonus"):
+    rm.RewardModelConfig(exploration_bonus=-0.1)
+
+
+def test_optimistic_bonus_adds_the_members_spread_and_decays():
+  """PPO's reward with the bonus: the members' mean normalised reward plus beta times their
+  standard deviation, beta = beta_0 exp(-t / timescale); beta_0 = 0 leaves the plain mean."""
+  from rlhp_jax import core
+  from rlhp_jax.envs import hopper
+  from rlhp_jax.experiment import ExperimentConfig
+  from types import SimpleNamespace
+  cfg = rm.RewardModelConfig(exploration_bonus=0.5, exploration_bonus_timescale=1000.0)
+  np.testing.assert_allclose(rm.exploration_beta(cfg, 0), 0.5)
+  np.testing.assert_allclose(rm.exploration_beta(cfg, 1000), 0.5 / np.e, rtol=1e-6)
+  assert float(rm.exploration_beta(rm.RewardModelConfig(), 0)) == 0.0
+  system = core.RLHP(ExperimentConfig(name="bonus", reward=cfg,
+                                      env=hopper.HopperConfig(mode="fixed_horizon")))
+  state = system.init(jax.random.PRNGKey(0))
+  tr = SimpleNamespace(obs=jax.random.normal(jax.random.PRNGKey(1), (6, 4, hopper.OBS_SIZE)),
+                       action=jax.random.normal(jax.random.PRNGKey(2), (6, 4, 3)))
+  raw = system.raw_learned_reward(state.reward, tr)                        # [K, T, B]
+  members = (raw - raw.mean((1, 2), keepdims=True)) / raw.std((1, 2), keepdims=True)
+  plain, _ = system.learned_reward((state.reward, state.reward_norm, 0.0), tr)
+  bonus, (_, norm, beta) = system.learned_reward((state.reward, state.reward_norm, 0.5), tr)
+  np.testing.assert_allclose(plain, members.mean(0), atol=1e-4)
+  np.testing.assert_allclose(bonus, members.mean(0) + 0.5 * members.std(0), atol=1e-4)
+  assert float(norm.batches) == 1 and beta == 0.5
