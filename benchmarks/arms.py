@@ -41,13 +41,17 @@ SCORES = {"gym_return": "eval_gym_return_per_run", "seals_return": "eval_seals_r
           "task_return": "eval_return_per_run",
           "healthy_fraction": "eval_healthy_fraction_per_run",
           "healthy_fraction_worst_episode": "eval_healthy_fraction_min_per_run",
-          "forward_speed": "eval_forward_speed_per_run"}
+          "forward_speed": "eval_forward_speed_per_run",
+          "gym_length": "eval_gym_length_per_run",
+          "gym_length_worst_episode": "eval_gym_length_min_per_run"}
 TINY = dict(env=dict(episode_length=50), ppo=dict(num_envs=8, unroll_length=16,
                                                    num_minibatches=2, num_epochs=2),
             prefs=dict(fragment_length=8, total_labels=24, pairs_per_iteration=4, oversample=4,
                        rollouts_per_iteration=1),
             reward=dict(ensemble_size=2, steps_per_iteration=4, batch_size=8),
             run=dict(iterations_per_call=2, eval_episodes=2, eval_episode_length=50))
+TINY_STEPS = 1024
+"""Env steps per seed of a --tiny smoke test (8 iterations of 128) unless --total-env-steps."""
 
 
 def arm_config(base, arm: str, seeds: int, total: int | None, tiny: bool):
@@ -56,8 +60,8 @@ def arm_config(base, arm: str, seeds: int, total: int | None, tiny: bool):
     cfg = dataclasses.replace(cfg, **{
         section: dataclasses.replace(getattr(cfg, section), **fields)
         for section, fields in TINY.items()})
-  run = dataclasses.replace(cfg.run, num_seeds=seeds, video=False,
-                            total_env_steps=total or cfg.run.total_env_steps)
+  steps = total or (TINY_STEPS if tiny else cfg.run.total_env_steps)
+  run = dataclasses.replace(cfg.run, num_seeds=seeds, video=False, total_env_steps=steps)
   return dataclasses.replace(cfg, name=f"{cfg.name}_{arm}", reward_source=arm, run=run)
 
 
@@ -110,13 +114,15 @@ def main(argv=None):
             "returns": "final deterministic evaluation, 10 episodes x 1000 steps per seed; "
                        "gym_return: Gym's reward until the first unhealthy step; seals_return: "
                        "forward + 1 per healthy step - 1e-3|a|^2 over 1000 steps; task_return: "
-                       "the fixed-horizon task's own return",
+                       "the fixed-horizon task's own return; gym_length: the step at which Gym's "
+                       "rules would end the episode (its first unhealthy step, 1000 if none)",
             "arms": {}}
   curves = {}
   for arm in args.arms:
     cfg = arm_config(base, arm, args.seeds, args.total_env_steps, args.tiny)
     run_dir = os.path.join(out, arm)
     os.makedirs(run_dir, exist_ok=True)
+    experiment.save(cfg, os.path.join(run_dir, "config.json"))   # beside every run, as train does
     t0 = time.perf_counter()
     summary = loop.train(cfg, run_dir)    # progress lines go to stderr: stdout is the JSON
     wall = time.perf_counter() - t0

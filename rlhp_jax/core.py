@@ -202,7 +202,7 @@ class RLHP:
     metrics["prefs/warmup"] = warmup
     metrics["reward/exploration_beta"] = beta
     metrics["prefs/disagreement"] = jnp.mean(score)
-    metrics["prefs/disagreement_spread"] = score[0] - score[-1]
+    metrics["prefs/disagreement_spread"] = jnp.max(score) - jnp.min(score)
     state = state.replace(
         ppo=new_ppo, reward=reward_state, key=key, iteration=state.iteration + 1,
         reward_norm=norm,

@@ -3,7 +3,11 @@
 A fragment is ``fragment_length`` consecutive steps of one env inside one episode (it never
 straddles a reset) of a rollout (Transition[T, B]). Candidate pairs are drawn at random;
 *disagreement* selection draws ``oversample`` times more candidates than it needs and keeps those
-on which the reward ensemble's members disagree most about which fragment is better.
+on which the reward ensemble's members disagree most about which fragment is better; *entropy*
+selection keeps those whose outcome the ensemble as a whole is least sure of (the mean predicted
+preference nearest 1/2: pairs the current reward calls a toss-up, where one label moves the
+trade-off between the features the two fragments differ in; B-Pref's entropy sampling, Lee et
+al. 2021).
 """
 
 from __future__ import annotations
@@ -75,21 +79,40 @@ def disagreement(member_returns: jax.Array) -> jax.Array:
   return jnp.var(d, axis=0)
 
 
+def preference_entropy(member_returns: jax.Array) -> jax.Array:
+  """How unsure the ensemble is of a pair's outcome: member_returns [K, N, 2] -> [N].
+
+  The binary entropy (nats) of the members' mean Bradley-Terry probability that fragment 1 is
+  preferred, mean_k sigmoid(R_k(1) - R_k(2)): log 2 for a pair the ensemble calls even, near 0
+  for one it is sure of. Members that are each sure but split also score high.
+  """
+  p = jnp.mean(jax.nn.sigmoid(member_returns[..., 0] - member_returns[..., 1]), axis=0)
+  p = jnp.clip(p, 1e-7, 1.0 - 1e-7)
+  return -(p * jnp.log(p) + (1.0 - p) * jnp.log1p(-p))
+
+
+SCORES = {"disagreement": disagreement, "entropy": preference_entropy}
+"""The score each active selection mode ranks candidates by."""
+
+
 def select(key, transitions, num_pairs: int, length: int, mode: str, oversample: int,
            member_returns_fn):
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
-  mode "random": pairs drawn uniformly. mode "disagreement": ``num_pairs * oversample``
-  candidates, the ``num_pairs`` with the largest ensemble disagreement kept (in decreasing
-  order). member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
-  Returns (FragmentPairs [num_pairs], disagreement of the kept pairs [num_pairs]).
+  mode "random": pairs drawn uniformly. modes "disagreement" and "entropy": ``num_pairs *
+  oversample`` candidates, the ``num_pairs`` with the largest score (``SCORES[mode]``) kept, in
+  decreasing order. member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
+  Returns (FragmentPairs [num_pairs], the ensemble disagreement of the kept pairs [num_pairs],
+  reported whatever the mode).
   """
-  n_cand = num_pairs * (oversample if mode == "disagreement" else 1)
+  active = mode != "random"
+  n_cand = num_pairs * (oversample if active else 1)
   t0, env = sample_starts(key, n_cand, transitions.done, length)
   cand = cut(transitions, t0, env, length)
-  score = disagreement(member_returns_fn(cand.obs, cand.action))
-  if mode == "disagreement":
-    score, keep = jax.lax.top_k(score, num_pairs)
-    cand = jax.tree.map(lambda x: x[keep], cand)
-  return cand, score
+  returns = member_returns_fn(cand.obs, cand.action)
+  spread = disagreement(returns)
+  if active:
+    _, keep = jax.lax.top_k(SCORES[mode](returns), num_pairs)
+    cand, spread = jax.tree.map(lambda x: x[keep], (cand, spread))
+  return cand, spread

@@ -32,10 +32,12 @@ class PreferenceConfig:
   """tau, in env steps (the paper uses 2e6)."""
   fragment_length: int = 25
   """Env steps per fragment (the paper: 1-2 s of clip; the Toloka seed uses 150)."""
-  selection: Literal["disagreement", "random"] = "disagreement"
-  """"disagreement": keep the candidate pairs on which the ensemble disagrees most."""
+  selection: Literal["disagreement", "entropy", "random"] = "disagreement"
+  """"disagreement": keep the candidate pairs on which the ensemble's members disagree most;
+  "entropy": those whose outcome the ensemble's mean prediction is least sure of (nearest 1/2);
+  "random": pairs drawn uniformly."""
   oversample: int = 10
-  """Candidate pairs drawn per selected pair for disagreement selection."""
+  """Candidate pairs drawn per selected pair for disagreement or entropy selection."""
   rollouts_per_iteration: int = 1
   """PPO rollouts (each followed by its PPO update) per RLHP iteration. Pairs are selected from
   all of them, then labelled, and the reward model trains once: with small PPO batches this
@@ -49,7 +51,7 @@ class PreferenceConfig:
     v.one_of(self.schedule, ("paper", "hyperbolic"), "prefs.schedule")
     v.positive(self.schedule_timescale, "prefs.schedule_timescale")
     v.positive_int(self.fragment_length, "prefs.fragment_length")
-    v.one_of(self.selection, ("disagreement", "random"), "prefs.selection")
+    v.one_of(self.selection, ("disagreement", "entropy", "random"), "prefs.selection")
     v.positive_int(self.oversample, "prefs.oversample")
     v.positive_int(self.rollouts_per_iteration, "prefs.rollouts_per_iteration")
 

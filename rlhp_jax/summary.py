@@ -17,9 +17,12 @@ log = logging.getLogger(__name__)
 
 EVAL_KEYS = {"eval/return": "task_return", "eval/seals_return": "seals_return",
              "eval/gym_return": "gym_return", "eval/healthy_fraction": "healthy_fraction",
-             "eval/forward_speed": "forward_speed"}
+             "eval/forward_speed": "forward_speed", "eval/gym_length": "gym_length"}
 """Metrics row keys of an evaluation (per run: mean over episodes) and their ``Evaluation``
-fields; ``eval/return`` is the task's own return."""
+fields; ``eval/return`` is the task's own return. ``eval/gym_length`` is the step at which
+Gym's termination rules would have ended the episode (its first unhealthy step; the episode's
+length when it never leaves the healthy range): where a hopper with a high healthy fraction
+loses its Gym-rules return."""
 
 CURVE_SERIES = {"eval/return": "task return", "eval/seals_return": "seals-style return",
                 "eval/gym_return": "Gym-rules return",
@@ -36,9 +39,10 @@ POLICY_VIDEO_FPS = 60.0
 
 def eval_row(ev) -> dict:
   """Per-run means of an evaluation ([runs, E] leaves) for a metrics row, plus the worst
-  episode's healthy fraction."""
+  episode's healthy fraction and its earliest Gym termination."""
   row = {key: np.asarray(getattr(ev, f)).mean(-1) for key, f in EVAL_KEYS.items()}
   row["eval/healthy_fraction_min"] = np.asarray(ev.healthy_fraction).min(-1)
+  row["eval/gym_length_min"] = np.asarray(ev.gym_length).min(-1)
   return row
 
 
@@ -96,6 +100,8 @@ def summarize(cfg, ev, *, env_steps: int, labels_per_run, last_row: dict, teache
       "eval_healthy_fraction_per_run": np.asarray(ev.healthy_fraction).mean(-1).tolist(),
       "eval_healthy_fraction_min_per_run": np.asarray(ev.healthy_fraction).min(-1).tolist(),
       "eval_forward_speed_per_run": np.asarray(ev.forward_speed).mean(-1).tolist(),
+      "eval_gym_length_per_run": np.asarray(ev.gym_length).mean(-1).tolist(),
+      "eval_gym_length_min_per_run": np.asarray(ev.gym_length).min(-1).tolist(),
       "flips_per_episode_per_run": completed.mean(-1).tolist(),
       "landed_flips_per_episode_per_run": landed.mean(-1).tolist(),
       "labels_per_run": np.asarray(labels_per_run).tolist(),

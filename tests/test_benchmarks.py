@@ -48,6 +48,7 @@ def load_benchmark(name):
   spec = importlib.util.spec_from_file_location(
       f"bench_{name}", os.path.join(ROOT, "benchmarks", f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module       # dataclasses look their module up there
   spec.loader.exec_module(module)
   return module
 
@@ -236,3 +237,62 @@ def test_imitation_side_settings_fit_its_libraries():
   out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120,
                        cwd=ROOT)
   assert out.returncode == 0, out.stderr[-2000:]
+
+
+# -- benchmarks/reward_probe.py: its scores (the end-to-end probe runs in test_loop.py) -------
+
+def _probe_test_set(true_reward, speed, healthy, length=4, pairs=64, seed=0):
+  probe = load_benchmark("reward_probe")
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  steps, envs = true_reward.shape
+  obs = np.zeros((steps, envs, 11), np.float32)
+  obs[..., probe.SPEED_INDEX] = speed
+  return probe.TestSet(obs=obs, action=np.zeros((steps, envs, 3), np.float32),
+                 true_reward=true_reward, healthy=healthy,
+                 starts=rng.integers(0, steps - length, (pairs, 2)),
+                 envs=rng.integers(0, envs, (pairs, 2)), length=length)
+
+
+def test_reward_probe_scores_against_the_task_reward():
+  import numpy as np
+  probe = load_benchmark("reward_probe")
+  score, healthy_price = probe.score, probe.healthy_price
+  rng = np.random.default_rng(0)
+  speed = rng.normal(1.0, 1.0, (64, 4))
+  healthy = (rng.random((64, 4)) < 0.7).astype(np.float32)
+  true = healthy * (speed + 1.0) - (1.0 - healthy)        # the fixed-horizon task's form
+  test = _probe_test_set(true, speed, healthy)
+  frag = lambda r: test.fragments(r).sum(-1)
+  exact = score(true, frag(true), test)
+  assert exact["step_corr"] == pytest.approx(1.0) and exact["pair_accuracy"] == 1.0
+  flipped = score(-true, frag(-true), test)
+  assert flipped["step_corr"] == pytest.approx(-1.0) and flipped["pair_accuracy"] == 0.0
+  # a reward that pays speed alone prices health at 0; one linear in both at its ratio
+  assert score(speed, frag(speed), test)["healthy_price"] == pytest.approx(0.0, abs=1e-6)
+  assert healthy_price(2.0 * speed + 3.0 * healthy + 1.0, speed, healthy) == pytest.approx(1.5)
+  # the fragments are the test set's own steps: [N, 2, L] from starts and envs
+  f = test.fragments(true)
+  assert f.shape == (64, 2, 4)
+  np.testing.assert_array_equal(f[5, 1], true[test.starts[5, 1]:test.starts[5, 1] + 4,
+                                              test.envs[5, 1]])
+
+
+def test_arms_reports_every_score_per_seed_and_saves_each_arms_config(tmp_path):
+  out = run_script("arms.py", "--tiny", "--seeds", "2", "--arms", "preferences",
+                   "--total-env-steps", "512", "--out", str(tmp_path))
+  arm = out["arms"]["preferences"]
+  assert out["seeds_per_arm"] == 2 and arm["env_steps_per_seed"] == 512
+  for name in ("gym_return", "seals_return", "task_return", "healthy_fraction",
+               "forward_speed", "gym_length", "gym_length_worst_episode"):
+    assert arm[name]["n_seeds"] == 2 and len(arm[name]["per_seed"]) == 2, name
+    low, high = arm[name]["ci95"]
+    assert arm[name]["min"] <= low <= high <= arm[name]["max"], name
+  assert all(1 <= n <= 50 for n in arm["gym_length"]["per_seed"])   # tiny evaluations: 50 steps
+  assert all(w <= m for w, m in zip(arm["gym_length_worst_episode"]["per_seed"],
+                                    arm["gym_length"]["per_seed"]))
+  # the arm's run directory carries its config, so reward_probe and --resume can read it
+  from rlhp_jax import experiment
+  cfg = experiment.load_experiment(str(tmp_path / "preferences" / "config.json"))
+  assert cfg.reward_source == "preferences" and cfg.run.num_seeds == 2
+  assert os.path.getsize(tmp_path / "arms_curves.png") > 1000

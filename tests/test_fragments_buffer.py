@@ -43,6 +43,39 @@ def test_disagreement_selection_keeps_the_most_disputed_pairs():
                                 everything.true_reward[np.argsort(-np.asarray(all_scores))[:5]])
 
 
+def test_entropy_selection_keeps_the_pairs_the_ensemble_calls_even():
+  """Entropy selection ranks by how near 1/2 the members' mean P[1 preferred] is: a pair whose
+  members are all mildly unsure beats one they are all sure of, and a pair two sure members
+  split on also counts as unsure; the disagreement is still what select() reports."""
+  returns = jnp.array([  # [K=2, N=4, 2]: N pairs (R(1), R(2)) per member
+      [[5.0, 0.0], [0.2, 0.0], [6.0, 0.0], [0.0, 3.0]],
+      [[5.0, 0.0], [0.1, 0.0], [-6.0, 0.0], [0.0, 2.0]],
+  ])
+  h = np.asarray(fragments.preference_entropy(returns))
+  assert h[1] > 0.69 and h[0] < 0.05
+  assert h[2] > 0.69                                      # sure members, split: unsure ensemble
+  assert h[3] < h[2] and h[3] < h[1]
+  np.testing.assert_allclose(fragments.preference_entropy(jnp.zeros((3, 1, 2))), np.log(2.0),
+                             rtol=1e-6)
+
+  tr = fake_transitions()
+
+  def member_returns(obs, action):
+    s = obs[..., 0].sum(-1)
+    return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
+
+  key = jax.random.PRNGKey(4)
+  chosen, spread = fragments.select(key, tr, 5, 4, "entropy", 10, member_returns)
+  everything, all_spread = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
+  ent = np.asarray(fragments.preference_entropy(member_returns(everything.obs, everything.action)))
+  top = np.argsort(-ent)[:5]
+  np.testing.assert_array_equal(chosen.true_reward, everything.true_reward[top])
+  np.testing.assert_allclose(spread, np.asarray(all_spread)[top], rtol=1e-6)
+  # it is a different choice from the disagreement's on these candidates
+  by_disagreement = np.argsort(-np.asarray(all_spread))[:5]
+  assert set(top) != set(by_disagreement)
+
+
 def test_fragments_never_straddle_an_episode_reset():
   """Episodes end at different steps in each env (and twice in env 1); every sampled fragment
   lies inside one episode: no step but its last ends an episode. Uniform starts would cross a

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhp_jax import checkpoint, cli, core, experiment, layout, loop
+from rlhp_jax import checkpoint, cli, config_errors, core, experiment, layout, loop
 from support import tiny
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
@@ -72,8 +72,13 @@ def test_cli_run_leaves_its_files(cli_run):
                     ("eval/seals_return", "eval_seals_return_per_run"),
                     ("eval/gym_return", "eval_gym_return_per_run"),
                     ("eval/healthy_fraction", "eval_healthy_fraction_per_run"),
-                    ("eval/forward_speed", "eval_forward_speed_per_run")):
+                    ("eval/forward_speed", "eval_forward_speed_per_run"),
+                    ("eval/gym_length", "eval_gym_length_per_run"),
+                    ("eval/gym_length_min", "eval_gym_length_min_per_run")):
     np.testing.assert_allclose(final[key], summary[name], rtol=1e-6)
+  # Gym's termination step: at most the episode's length, and the worst episode's is earliest
+  assert 1 <= summary["eval_gym_length_min_per_run"][0] <= \
+      summary["eval_gym_length_per_run"][0] <= summary["eval_episode_length"]
   assert 0 <= summary["eval_healthy_fraction_min_per_run"][0] <= \
       summary["eval_healthy_fraction_per_run"][0] <= 1
   assert all(r["time"] >= all_rows[0]["time"] for r in all_rows)
@@ -260,3 +265,26 @@ def test_learning_rate_anneals_over_every_optimizer_step_of_the_run(tiny_cfg):
   assert optimizer_count(state.ppo.opt_state) == system.optimizer_steps
   assert system.optimizer_steps == ((system.num_iterations - system.warmup_iterations) * 2
                                     * cfg.ppo.num_epochs * cfg.ppo.num_minibatches)
+
+
+def test_reward_probe_scores_the_runs_reward_and_a_retrained_one(cli_run):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "bench_reward_probe", os.path.join(ROOT, "benchmarks", "reward_probe.py"))
+  probe = importlib.util.module_from_spec(spec)
+  import sys
+  sys.modules[spec.name] = probe
+  spec.loader.exec_module(probe)
+  fixed = ["--reward.l2-min", "1e-5", "--reward.l2-init", "1e-5", "--reward.l2-max", "1e-5"]
+  # a bad variant is refused before anything is computed, naming the field
+  with pytest.raises(config_errors.ConfigError, match="reward.l2_min"):
+    probe.probe(cli_run, {"bad": ["--reward.l2-min", "-1"]}, iterations=2, steps=24, pairs=16)
+  out = probe.probe(cli_run, {"l2_fixed": fixed}, iterations=2, steps=24, pairs=16)
+  assert out["labels"] == 24 and out["test_steps"] == 24 * 8 and out["test_pairs"] == 16
+  assert set(out["models"]) == {"online", "l2_fixed"}
+  for model in out["models"].values():
+    assert -1 <= model["step_corr"] <= 1
+    assert 0 <= model["pair_accuracy"] <= 1 or np.isnan(model["pair_accuracy"])
+    assert np.isfinite(model["healthy_price"])
+  np.testing.assert_allclose(out["models"]["l2_fixed"]["l2"], [1e-5, 1e-5], rtol=1e-6)
+  assert 0 <= out["test_healthy_fraction"] <= 1
