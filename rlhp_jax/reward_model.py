@@ -229,9 +229,24 @@ def bradley_terry_loss(return_1, return_2, label, weight, rater_noise):
   preferred, 0.5: tie); weight: [N] (0 masks a pair out). Returns the weighted mean
   -[mu log P + (1 - mu) log(1 - P)].
   """
-  p = preference_probability(return_1, return_2, rater_noise)
-  nll = -(label * jnp.log(p) + (1.0 - label) * jnp.log1p(-p))
+  log_p, log_q = preference_log_probabilities(return_1, return_2, rater_noise)
+  nll = -(label * log_p + (1.0 - label) * log_q)
   return jnp.sum(weight * nll) / jnp.maximum(jnp.sum(weight), 1e-8)
+
+
+def preference_log_probabilities(return_1, return_2, rater_noise: float):
+  """(log P[1 preferred], log P[2 preferred]), finite at any margin. rater_noise: a Python float.
+
+  At ``rater_noise = 0`` log(sigmoid(d)) underflows to -inf in float32 once d < -88 or so, which
+  turned a confidently wrong pair into an infinite loss and NaN parameters: there the log-sigmoid
+  is used. With noise the probability lies in [eps/2, 1 - eps/2], its logs are finite, and the
+  direct form is kept (the floating-point path of the recorded runs).
+  """
+  if rater_noise == 0:
+    d = return_1 - return_2
+    return jax.nn.log_sigmoid(d), jax.nn.log_sigmoid(-d)
+  p = preference_probability(return_1, return_2, rater_noise)
+  return jnp.log(p), jnp.log1p(-p)
 
 
 def member_loss(params, l2, net, batch, weight, rater_noise):
