@@ -104,6 +104,17 @@ def chunk_row(metrics: core.Metrics) -> dict:
   return row
 
 
+def nonfinite_runs(state: core.RLHPState) -> list[int]:
+  """Runs (indices along the leading axis) whose policy or reward parameters hold a NaN or inf.
+  Such a run's later metrics and evaluations are NaN; its vmapped neighbours carry on."""
+  leaves = jax.tree.leaves(jax.device_get((state.ppo.params, state.reward.params)))
+  bad = np.zeros(np.shape(leaves[0])[0], bool)
+  for leaf in leaves:
+    leaf = np.asarray(leaf)
+    bad |= ~np.isfinite(leaf.reshape(leaf.shape[0], -1)).all(axis=1)
+  return np.flatnonzero(bad).tolist()
+
+
 def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
         iterations_per_step: int, checkpoint_every_steps: int, title: str, teacher_configs,
         run_dir: str | None = None, resume: bool = False, progress_fn=None,
@@ -137,6 +148,14 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
   evaluator = BackgroundEval(layout, compiled.evaluate, jax.vmap(system.evaluate_policy),
                              lambda s: s.ppo.params, eval_keys, summary.eval_row)
   last_train = next((r for r in reversed(rows) if "steps_per_s" in r), {})
+  warned: set[int] = set()
+
+  def warn_nonfinite(state, env_steps):
+    new = [i for i in nonfinite_runs(state) if i not in warned]
+    if new:
+      warned.update(new)
+      log.warning(f"run(s) {new} have non-finite parameters at {env_steps} env steps; their "
+                  "metrics and returns are NaN from here on (summary.json: nonfinite_runs)")
 
   def write(new_rows):
     for r in new_rows:
@@ -159,6 +178,7 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
     write([last_train] + evaluator.ready())
     last = c == num_steps - 1
     if (c + 1) % eval_every == 0 and not last:
+      warn_nonfinite(state, stamp["env_steps"])
       write(evaluator.submit(state, stamp))
     stopping = stop_after_steps is not None and c + 1 - start >= stop_after_steps
     if ckpt is not None and ((c + 1) % checkpoint_every_steps == 0 or last or stopping):
@@ -166,6 +186,7 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
     if stopping:
       return None
   write(evaluator.wait())
+  warn_nonfinite(state, int(np.asarray(state.ppo.env_steps)[0]))
   done_at, wall = time.time(), time.perf_counter() - t_start  # evaluation is not training time
   ev = jax.device_get(compiled.evaluate(state, eval_keys))
   env_steps = int(np.asarray(state.ppo.env_steps)[0])
@@ -176,6 +197,7 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
   result = summary.summarize(cfg, ev, env_steps=env_steps,
                              labels_per_run=jax.device_get(state.buffer.count),
                              last_row=last_train, teacher_configs=teacher_configs, wall=wall)
+  result["nonfinite_runs"] = nonfinite_runs(state)
   if run_dir is not None:
     summary.write_files(cfg, run_dir, rows, ev, result, system.preference_learning)
   return result

@@ -54,6 +54,7 @@ def test_cli_run_leaves_its_files(cli_run):
     assert os.path.getsize(os.path.join(cli_run, name)) > 0, name
   summary = json.load(open(os.path.join(cli_run, "summary.json")))
   assert summary["labels_per_run"] == [24] and summary["env_steps"] == 1024
+  assert summary["nonfinite_runs"] == []
   import jax
   software = summary["software"]    # runs are only reproducible under the same packages
   assert software["versions"]["jax"] == jax.__version__ and software["backend"] == "cpu"
@@ -164,6 +165,13 @@ def test_seeds_split_over_host_devices_match_single_seed_runs(cli_run, tiny_cfg,
   np.testing.assert_allclose(np.asarray(state.buffer.obs)[0, :24], alone["obs"], atol=5e-3)
   # the second seed is a different run
   assert not np.allclose(np.asarray(state.buffer.obs)[1, :24], alone["obs"], atol=5e-3)
+  # a run whose reward net went NaN is named, its neighbour is not (a vmapped seed that
+  # diverges must not pass unseen into an arm's statistics)
+  assert summary["nonfinite_runs"] == [] and loop.nonfinite_runs(state) == []
+  first = jax.tree.leaves(state.reward.params)[0]
+  broken = state.replace(reward=state.reward.replace(params=jax.tree.map(
+      lambda x: x.at[1].set(jnp.nan) if x is first else x, state.reward.params)))
+  assert loop.nonfinite_runs(broken) == [1]
 
 
 def test_solver_transfer_evaluates_a_run_under_other_solver_settings(cli_run):
