@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlhp_jax import sampling
 from rlhp_jax.envs.hopper import applied_action
 
 
@@ -48,9 +49,8 @@ def sample_starts(key: jax.Array, num_pairs: int, done: jax.Array, length: int):
   starts whose fragment stays inside one episode: ([N, 2], [N, 2])."""
   ok = valid_starts(done, length)                                  # [S, B]
   num_envs = done.shape[1]
-  logits = jnp.where(ok, 0.0, -jnp.inf).ravel()
-  logits = jnp.where(jnp.any(ok), logits, 0.0)   # no valid start at all: fall back to uniform
-  flat = jax.random.categorical(key, logits, shape=(num_pairs, 2))
+  # no valid start at all: uniform over every start
+  flat = sampling.weighted_choice(key, ok.ravel(), (num_pairs, 2))
   return flat // num_envs, flat % num_envs
 
 

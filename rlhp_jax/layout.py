@@ -132,16 +132,25 @@ class BackgroundEval:
 
   ``evaluate(state, keys)`` and ``evaluate_params(params, keys)`` return evaluations with a
   leading runs axis; ``params_of(state)`` picks the policy's parameters; ``to_row(ev)`` makes
-  the row's metrics."""
+  the row's metrics. With a spare device, ``state`` (any state of the run, for its shapes)
+  starts compiling the evaluation on a thread of its own at once, beside the training step's
+  compile, and the final evaluation (``final``) reuses it."""
 
-  def __init__(self, layout: Layout, evaluate, evaluate_params, params_of, keys, to_row):
+  def __init__(self, layout: Layout, evaluate, evaluate_params, params_of, keys, to_row,
+               state=None):
     import jax
     self.device = layout.spare[-1] if layout.spare else None
     self.evaluate, self.keys, self.to_row, self.params_of = evaluate, keys, to_row, params_of
     self.pending = None
     if self.device is not None:
-      self.evaluate = jax.jit(evaluate_params)
       self.keys = jax.device_put(jax.device_get(keys), self.device)
+      self._compiling = _Compile(jax.jit(evaluate_params), self.device,
+                                 jax.eval_shape(params_of, state), self.keys)
+
+  def _evaluate_on_spare(self, state):
+    import jax
+    params = jax.device_put(self.params_of(state), self.device)
+    return self._compiling.result()(params, self.keys)
 
   def submit(self, state, stamp: dict) -> list[dict]:
     """Starts evaluating ``state``'s policy; returns finished rows (in line: this one)."""
@@ -149,9 +158,17 @@ class BackgroundEval:
     if self.device is None:
       return [{**stamp, **self.to_row(jax.device_get(self.evaluate(state, self.keys)))}]
     done = self.wait()
-    params = jax.device_put(self.params_of(state), self.device)
-    self.pending = (stamp, self.evaluate(params, self.keys))
+    self.pending = (stamp, self._evaluate_on_spare(state))
     return done
+
+  def final(self, state):
+    """Evaluates ``state``'s policy now and returns the evaluation (host arrays), after any
+    pending one."""
+    import jax
+    if self.device is None:
+      return jax.device_get(self.evaluate(state, self.keys))
+    self.pending = None
+    return jax.device_get(self._evaluate_on_spare(state))
 
   def ready(self) -> list[dict]:
     """The pending evaluation's row if it has finished, without waiting."""
@@ -167,3 +184,34 @@ class BackgroundEval:
     stamp, ev = self.pending
     self.pending = None
     return [{**stamp, **self.to_row(jax.device_get(ev))}]
+
+
+class _Compile:
+  """``jitted.lower(...).compile()`` for arguments shaped like ``params_shape`` and ``keys``
+  placed on ``device``, on a daemon thread; ``result()`` waits for it. XLA:CPU compiles a
+  program on one core, so this takes the spare core while the main thread compiles the
+  training step."""
+
+  def __init__(self, jitted, device, params_shape, keys):
+    import threading
+    import jax
+    from jax.sharding import SingleDeviceSharding
+    placed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                         sharding=SingleDeviceSharding(device)),
+                          params_shape)
+    self._out, self._error = None, None
+
+    def work():
+      try:
+        self._out = jitted.lower(placed, keys).compile()
+      except BaseException as e:  # re-raised in the caller's thread by result()
+        self._error = e
+
+    self._thread = threading.Thread(target=work, name="rlhp-eval-compile", daemon=True)
+    self._thread.start()
+
+  def result(self):
+    self._thread.join()
+    if self._error is not None:
+      raise self._error
+    return self._out

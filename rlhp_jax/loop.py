@@ -146,7 +146,7 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
            "compiling...")
   eval_every = max(1, round(cfg.run.eval_every / env_steps_per_step))
   evaluator = BackgroundEval(layout, compiled.evaluate, jax.vmap(system.evaluate_policy),
-                             lambda s: s.ppo.params, eval_keys, summary.eval_row)
+                             lambda s: s.ppo.params, eval_keys, summary.eval_row, state)
   last_train = next((r for r in reversed(rows) if "steps_per_s" in r), {})
   warned: set[int] = set()
 
@@ -188,7 +188,7 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
   write(evaluator.wait())
   warn_nonfinite(state, int(np.asarray(state.ppo.env_steps)[0]))
   done_at, wall = time.time(), time.perf_counter() - t_start  # evaluation is not training time
-  ev = jax.device_get(compiled.evaluate(state, eval_keys))
+  ev = evaluator.final(state)
   env_steps = int(np.asarray(state.ppo.env_steps)[0])
   final = {**{k: last_train[k] for k in ("chunk", "iteration") if k in last_train},
            "env_steps": env_steps, "wall_s": wall, "time": done_at, "final": True,

@@ -20,7 +20,7 @@ import optax
 from flax import struct
 
 from rlhp_jax import config_errors as v
-from rlhp_jax import running_stats
+from rlhp_jax import running_stats, sampling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,11 +291,9 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
   if not cfg.bootstrap:
     member_w = jnp.broadcast_to(train_mask, member_w.shape).astype(jnp.float32)
   has_train = jnp.any(member_w > 0, axis=1)                      # [K]
-  logits = jnp.where(member_w > 0, jnp.log(jnp.maximum(member_w, 1e-30)), -jnp.inf)
-  logits = jnp.where(has_train[:, None], logits, 0.0)
 
-  def member_step(params, opt_state, l2, member_logits, k):
-    idx = jax.random.categorical(k, member_logits, shape=(cfg.batch_size,))
+  def member_step(params, opt_state, l2, member_weights, k):
+    idx = sampling.weighted_choice(k, member_weights, (cfg.batch_size,))
     batch = {"obs": ensemble.inputs(state.obs_stats, buffer.obs[idx]),
              "action": buffer.action[idx], "label": buffer.label[idx]}
     weight = jnp.ones((cfg.batch_size,))
@@ -308,7 +306,7 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
   def sgd_step(carry, k):
     params, opt_state = carry
     keys = jax.random.split(k, cfg.ensemble_size)
-    new_params, new_opt, nll = jax.vmap(member_step)(params, opt_state, state.l2, logits, keys)
+    new_params, new_opt, nll = jax.vmap(member_step)(params, opt_state, state.l2, member_w, keys)
     keep = lambda new, old: jax.vmap(lambda h, a, b: jnp.where(h, a, b))(has_train, new, old)
     return (jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state)), nll
 

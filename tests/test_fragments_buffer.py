@@ -189,3 +189,29 @@ def test_the_whole_budget_is_due_at_the_end_whatever_the_timescale():
     for total in (768, 1024, 2_000_000):
       due = jax.jit(lambda t: preferences.labels_due(cfg, t, total))(jnp.int32(total))
       assert int(jnp.floor(due)) == 24, (tau, total, float(due))
+
+
+def test_weighted_choice_draws_in_proportion_and_never_a_zero_weight():
+  """The inverse-CDF sampler behind fragment starts and reward minibatches: frequencies match
+  the weights (chi-square at 100,000 draws), zero weights are never drawn (also at the ends of
+  the array, where a draw rounding up to the total would land), all-zero weights draw
+  uniformly, and it costs one uniform per draw, not one Gumbel variate per category per draw
+  (``jax.random.categorical``'s 4.9 M per iteration in the main job)."""
+  from rlhp_jax import sampling
+  w = jnp.array([0.0, 3.0, 0.0, 1.0, 2.0, 0.0, 0.0, 4.0, 0.0])
+  idx = np.asarray(sampling.weighted_choice(jax.random.PRNGKey(0), w, (100_000,)))
+  counts = np.bincount(idx, minlength=len(w))
+  assert counts[np.asarray(w) == 0].sum() == 0
+  expected = 100_000 * np.asarray(w) / float(w.sum())
+  pos = np.asarray(w) > 0
+  chi2 = np.sum((counts[pos] - expected[pos]) ** 2 / expected[pos])
+  assert chi2 < 16.3, chi2            # 3 degrees of freedom, p = 0.001
+  uniform = np.asarray(sampling.weighted_choice(jax.random.PRNGKey(1), jnp.zeros(5), (5000,)))
+  assert set(np.unique(uniform)) == set(range(5))
+  # integer weights (bootstrap counts), one category: every draw is it
+  one = sampling.weighted_choice(jax.random.PRNGKey(2), jnp.array([0, 0, 7, 0]), (64,))
+  assert (np.asarray(one) == 2).all()
+  # the jaxpr draws [shape] uniforms, nothing of [shape, n]
+  jaxpr = str(jax.make_jaxpr(lambda k: sampling.weighted_choice(k, jnp.ones(7616), (320, 2)))(
+      jax.random.PRNGKey(0)))
+  assert "320,2,7616" not in jaxpr.replace(" ", "")

@@ -116,3 +116,31 @@ def test_layout_on_host_devices(n):
   assert got["placed 8x64"] == {1: 1, 2: 2, 4: 4, 8: 8}[n]
   if n == 8:
     assert got["external"] == ["envs", 4] and got["env_leaves_split"]
+
+
+def test_background_eval_compiles_at_once_on_the_spare_device_and_serves_the_final():
+  """With a spare device the evaluation is compiled on a thread when the evaluator is made
+  (beside the training step's compile, not when the first evaluation is due), every evaluation
+  and the final one run the same executable there, and the rows match an in-line evaluation."""
+  import jax
+  import jax.numpy as jnp
+  from rlhp_jax.layout import BackgroundEval
+  if len(jax.devices()) < 2:
+    pytest.skip("needs two host devices")
+  layout = Layout.choose(1, 8, jax.devices())
+  assert layout.spare
+  evaluate_params = lambda params, keys: {"ret": params["w"].sum(-1) * keys.sum(-1)}
+  evaluate = lambda state, keys: evaluate_params(state["params"], keys)
+  state = {"params": {"w": jnp.ones((1, 3))}, "other": jnp.zeros((1, 5))}
+  keys = jnp.full((1, 2), 2.0)
+  ev = BackgroundEval(layout, jax.jit(evaluate), jax.jit(evaluate_params),
+                      lambda s: s["params"], keys, lambda e: {"ret": e["ret"].tolist()}, state)
+  executable = ev._compiling.result()            # compiled without any evaluation submitted
+  assert executable is not None
+  assert ev.submit(state, {"env_steps": 1}) == []
+  state2 = {**state, "params": {"w": 2 * jnp.ones((1, 3))}}
+  rows = ev.submit(state2, {"env_steps": 2}) + ev.wait()
+  assert rows == [{"env_steps": 1, "ret": [12.0]}, {"env_steps": 2, "ret": [24.0]}]
+  final = ev.final(state2)
+  assert float(final["ret"][0]) == 24.0
+  assert ev._compiling.result() is executable
