@@ -16,7 +16,10 @@ nearest 1/2), the paper's entropy bonus 0.01 and 3 M env steps. Over 8 seeds thi
 seals-style IQM 3209 [95% CI 2967, 3496] and healthy fraction 1.00 [0.79, 1.00], where the
 earlier settings (25-step fragments, disagreement, entropy 0.001, 2 M steps) ended at 1231
 [679, 1964] and 0.56; Gym-rules 2299 [176, 3410] against 812 [333, 1141] (intervals overlap).
-Learning comes late (after 1 M steps), hence the longer budget. See benchmarks/RESULTS.md.
+Learning comes late (after 1 M steps), hence the longer budget. Session 14 re-drew the same
+algorithm (faster sampler, other random numbers): Gym-rules 647 [225, 2419], seals-style 3239
+[2404, 3402], healthy 0.91 [0.71, 0.96], against PPO on the task's reward (same PPO) at
+Gym-rules 3286 [2567, 3401]. See benchmarks/RESULTS.md.
 """
 
 from rlhp_jax.envs.hopper import HopperConfig
