@@ -137,7 +137,7 @@ class BackgroundEval:
   compile, and the final evaluation (``final``) reuses it."""
 
   def __init__(self, layout: Layout, evaluate, evaluate_params, params_of, keys, to_row,
-               state=None):
+               state):
     import jax
     self.device = layout.spare[-1] if layout.spare else None
     self.evaluate, self.keys, self.to_row, self.params_of = evaluate, keys, to_row, params_of
@@ -162,8 +162,8 @@ class BackgroundEval:
     return done
 
   def final(self, state):
-    """Evaluates ``state``'s policy now and returns the evaluation (host arrays), after any
-    pending one."""
+    """Evaluates ``state``'s policy now and returns the evaluation (host arrays). A pending
+    evaluation is dropped: ``wait()`` first to keep its row."""
     import jax
     if self.device is None:
       return jax.device_get(self.evaluate(state, self.keys))
