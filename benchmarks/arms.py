@@ -131,6 +131,7 @@ def main(argv=None):
     result["arms"][arm] = {
         "wall_s": wall, "env_steps_per_seed": summary["env_steps"],
         "labels_per_seed": summary["labels_per_run"],
+        "equal_labels_per_seed": summary["equal_labels_per_run"],
         "nonfinite_seeds": summary.get("nonfinite_runs", []),
         **{name: stats.summarize(summary[key]) for name, key in SCORES.items()}}
   for name in ("gym_return", "seals_return"):

@@ -19,7 +19,14 @@ earlier settings (25-step fragments, disagreement, entropy 0.001, 2 M steps) end
 Learning comes late (after 1 M steps), hence the longer budget. Session 14 re-drew the same
 algorithm (faster sampler, other random numbers): Gym-rules 647 [225, 2419], seals-style 3239
 [2404, 3402], healthy 0.91 [0.71, 0.96], against PPO on the task's reward (same PPO) at
-Gym-rules 3286 [2567, 3401]. See benchmarks/RESULTS.md.
+Gym-rules 3286 [2567, 3401].
+
+Since session 15: 35 initial labels from the random policy (``prefs.initial_fraction=0.05``)
+instead of 175. The random policy spends most of an episode fallen, and 139-157 of those 175
+were ties (two fragments of a fallen hopper, label 1/2). Over 8 seeds: Gym-rules 3302 [1977,
+3592], seals-style 3419 [2881, 3592], healthy 0.98 [0.84, 1.00], five seeds upright through
+every episode; 1.00 of the true-reward arm's Gym-rules IQM (ratio interval [0.62, 1.31]). See
+benchmarks/RESULTS.md.
 """
 
 from rlhp_jax.envs.hopper import HopperConfig
@@ -40,7 +47,7 @@ CONFIG = ExperimentConfig(
                   entropy_cost=0.01, reward_scale=0.1),
     reward=RewardModelConfig(ensemble_size=3, hidden=(64, 64), steps_per_iteration=32,
                              batch_size=64, rater_noise=0.1),
-    prefs=PreferenceConfig(total_labels=700, initial_fraction=0.25, pairs_per_iteration=32,
+    prefs=PreferenceConfig(total_labels=700, initial_fraction=0.05, pairs_per_iteration=32,
                            fragment_length=10, selection="entropy", oversample=10,
                            schedule="paper", schedule_timescale=5e5, rollouts_per_iteration=4),
     teacher=TeacherConfig(),

@@ -223,7 +223,8 @@ class RLHP:
     metrics = {k: val for k, val in metrics.items() if not k.endswith("_member")}
     metrics["prefs/skipped"] = jnp.sum(query.mask & ~valid)
     requested = state.requested + jnp.sum(query.mask)
-    counters = {"prefs/labels": buffer.count, "prefs/requested": requested}
+    counters = {"prefs/labels": buffer.count, "prefs/requested": requested,
+                "prefs/equal_labels": preferences.equal_labels(buffer)}
     return state.replace(buffer=buffer, reward=reward_state, requested=requested), Metrics(
         mean=metrics, last=counters)
 

@@ -7,7 +7,9 @@ on which the reward ensemble's members disagree most about which fragment is bet
 selection keeps those whose outcome the ensemble as a whole is least sure of (the mean predicted
 preference nearest 1/2: pairs the current reward calls a toss-up, where one label moves the
 trade-off between the features the two fragments differ in; B-Pref's entropy sampling, Lee et
-al. 2021).
+al. 2021); *information* selection keeps those whose label would tell the members most about
+themselves (entropy of the mean prediction less the members' mean entropy: a pair that every
+member calls an even tie scores nothing).
 """
 
 from __future__ import annotations
@@ -86,12 +88,36 @@ def preference_entropy(member_returns: jax.Array) -> jax.Array:
   preferred, mean_k sigmoid(R_k(1) - R_k(2)): log 2 for a pair the ensemble calls even, near 0
   for one it is sure of. Members that are each sure but split also score high.
   """
-  p = jnp.mean(jax.nn.sigmoid(member_returns[..., 0] - member_returns[..., 1]), axis=0)
+  return _binary_entropy(jnp.mean(_member_preferences(member_returns), axis=0))
+
+
+def information_gain(member_returns: jax.Array) -> jax.Array:
+  """What a label would tell the ensemble about its own parameters: member_returns [K, N, 2]
+  -> [N]. The entropy of the members' mean prediction less the mean of each member's own
+  entropy (BALD, Houlsby et al. 2011; the mutual information between the label and the member).
+
+  A pair every member calls even (two fragments of a fallen hopper, which the task scores
+  exactly alike) has the largest entropy but no information: each member is sure the answer is
+  a toss-up, and a label of 1/2 confirms it. Such pairs fill entropy selection's queries (a
+  third of the main job's labels are such ties); here they score 0, as do pairs every member
+  is sure of. Pairs on which the members' predictions split score highest.
+  """
+  p = _member_preferences(member_returns)                                     # [K, N]
+  return _binary_entropy(jnp.mean(p, axis=0)) - jnp.mean(_binary_entropy(p), axis=0)
+
+
+def _member_preferences(member_returns: jax.Array) -> jax.Array:
+  """Each member's Bradley-Terry probability that fragment 1 is preferred: [K, N, 2] -> [K, N]."""
+  return jax.nn.sigmoid(member_returns[..., 0] - member_returns[..., 1])
+
+
+def _binary_entropy(p: jax.Array) -> jax.Array:
   p = jnp.clip(p, 1e-7, 1.0 - 1e-7)
   return -(p * jnp.log(p) + (1.0 - p) * jnp.log1p(-p))
 
 
-SCORES = {"disagreement": disagreement, "entropy": preference_entropy}
+SCORES = {"disagreement": disagreement, "entropy": preference_entropy,
+          "information": information_gain}
 """The score each active selection mode ranks candidates by."""
 
 
@@ -100,7 +126,7 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
-  mode "random": pairs drawn uniformly. modes "disagreement" and "entropy": ``num_pairs *
+  mode "random": pairs drawn uniformly. modes "disagreement", "entropy" and "information": ``num_pairs *
   oversample`` candidates, the ``num_pairs`` with the largest score (``SCORES[mode]``) kept, in
   decreasing order. member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
   Returns (FragmentPairs [num_pairs], the ensemble disagreement of the kept pairs [num_pairs],

@@ -32,10 +32,11 @@ class PreferenceConfig:
   """tau, in env steps (the paper uses 2e6)."""
   fragment_length: int = 25
   """Env steps per fragment (the paper: 1-2 s of clip; the Toloka seed uses 150)."""
-  selection: Literal["disagreement", "entropy", "random"] = "disagreement"
+  selection: Literal["disagreement", "entropy", "information", "random"] = "disagreement"
   """"disagreement": keep the candidate pairs on which the ensemble's members disagree most;
   "entropy": those whose outcome the ensemble's mean prediction is least sure of (nearest 1/2);
-  "random": pairs drawn uniformly."""
+  "information": those whose label tells the members most (mutual information, BALD: entropy
+  without the pairs every member calls an even tie); "random": pairs drawn uniformly."""
   oversample: int = 10
   """Candidate pairs drawn per selected pair for disagreement or entropy selection."""
   rollouts_per_iteration: int = 1
@@ -51,7 +52,8 @@ class PreferenceConfig:
     v.one_of(self.schedule, ("paper", "hyperbolic"), "prefs.schedule")
     v.positive(self.schedule_timescale, "prefs.schedule_timescale")
     v.positive_int(self.fragment_length, "prefs.fragment_length")
-    v.one_of(self.selection, ("disagreement", "entropy", "random"), "prefs.selection")
+    v.one_of(self.selection, ("disagreement", "entropy", "information", "random"),
+             "prefs.selection")
     v.positive_int(self.oversample, "prefs.oversample")
     v.positive_int(self.rollouts_per_iteration, "prefs.rollouts_per_iteration")
 
@@ -81,6 +83,14 @@ def pairs_to_request(cfg: PreferenceConfig, requested, rl_env_steps, total_env_s
   due = jnp.where(warmup, cfg.initial_labels,
                   jnp.floor(labels_due(cfg, rl_env_steps, total_env_steps)).astype(jnp.int32))
   return jnp.clip(due - requested, 0, cfg.pairs_per_iteration).astype(jnp.int32), warmup
+
+
+def equal_labels(buffer) -> jax.Array:
+  """How many stored labels say the two fragments are equally good (label 1/2). An exact
+  teacher answers so only for pairs of equal return, e.g. two fragments of a fallen hopper:
+  labels bought that cannot move a reward model's ranking."""
+  stored = jnp.arange(buffer.capacity) < buffer.count
+  return jnp.sum(stored & (buffer.label == 0.5)).astype(jnp.int32)
 
 
 @struct.dataclass

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rlhp_jax import fragments, preferences
 from rlhp_jax.ppo import Transition
@@ -74,6 +75,38 @@ def test_entropy_selection_keeps_the_pairs_the_ensemble_calls_even():
   # it is a different choice from the disagreement's on these candidates
   by_disagreement = np.argsort(-np.asarray(all_spread))[:5]
   assert set(top) != set(by_disagreement)
+
+
+def test_information_selection_skips_the_ties_every_member_calls_even():
+  """Information (BALD) scores a pair by the entropy of the members' mean prediction less their
+  mean entropy: two fallen-hopper fragments that every member scores alike are entropy's top
+  pick and information's last; a pair two sure members split on is information's top pick; a
+  pair every member is sure of scores ~0. select() keeps the top of that ranking."""
+  returns = jnp.array([  # [K=2, N=4, 2]
+      [[-10.0, -10.0], [6.0, 0.0], [5.0, 0.0], [0.5, 0.0]],   # tie, split, sure, mild
+      [[-10.0, -10.0], [-6.0, 0.0], [5.0, 0.0], [-0.5, 0.0]],
+  ])
+  ent = np.asarray(fragments.preference_entropy(returns))
+  info = np.asarray(fragments.information_gain(returns))
+  assert ent[0] == pytest.approx(np.log(2.0)) and ent[0] >= ent.max() - 1e-6
+  assert info[0] == pytest.approx(0.0, abs=1e-6)
+  assert info[2] == pytest.approx(0.0, abs=1e-2)
+  assert np.argmax(info) == 1 and info[1] > 0.6
+  assert 0.0 < info[3] < info[1]
+  assert np.all(info >= -1e-6) and np.all(info <= ent + 1e-6)
+
+  tr = fake_transitions()
+
+  def member_returns(obs, action):
+    s = obs[..., 0].sum(-1)
+    return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
+
+  key = jax.random.PRNGKey(4)
+  chosen, _ = fragments.select(key, tr, 5, 4, "information", 10, member_returns)
+  everything, _ = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
+  gain = np.asarray(fragments.information_gain(member_returns(everything.obs, everything.action)))
+  np.testing.assert_array_equal(chosen.true_reward,
+                                everything.true_reward[np.argsort(-gain)[:5]])
 
 
 def test_fragments_never_straddle_an_episode_reset():
@@ -148,8 +181,10 @@ def test_buffer_appends_valid_pairs_in_order_without_retrace():
                            key, 0.0, True)
 
   buf = preferences.init_buffer(10, 3, 11, 3, 2)
+  assert int(preferences.equal_labels(buf)) == 0
   buf = add(buf, jnp.array([1.0, 0.0, 0.5, 1.0]), jnp.array([True, False, True, True]),
             jax.random.PRNGKey(0))
+  assert int(preferences.equal_labels(buf)) == 1
   buf = add(buf, jnp.array([0.0, 0.0, 1.0, 1.0]), jnp.array([True, True, True, True]),
             jax.random.PRNGKey(1))
   buf = add(buf, jnp.array([0.5, 0.5, 0.5, 0.5]), jnp.array([True, True, True, True]),
@@ -157,6 +192,7 @@ def test_buffer_appends_valid_pairs_in_order_without_retrace():
   assert len(traces) == 1, "adding labels must not recompile"
   assert int(buf.count) == 10
   np.testing.assert_array_equal(buf.label, [1, 0.5, 1, 0, 0, 1, 1, 0.5, 0.5, 0.5])
+  assert int(preferences.equal_labels(buf)) == 4
   np.testing.assert_array_equal(buf.obs[:, 0, 0, 0], buf.label)
   assert not buf.is_val.any()  # validation_fraction 0
   assert (np.asarray(buf.weight) >= 0).all() and np.asarray(buf.weight).mean() > 0.3

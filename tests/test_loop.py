@@ -55,6 +55,12 @@ def test_cli_run_leaves_its_files(cli_run):
   summary = json.load(open(os.path.join(cli_run, "summary.json")))
   assert summary["labels_per_run"] == [24] and summary["env_steps"] == 1024
   assert summary["nonfinite_runs"] == []
+  # labels of 1/2 (pairs the teacher scored alike) are counted, as stored and as logged
+  stored = final_buffer(cli_run, experiment.load_experiment(os.path.join(cli_run, "config.json")))
+  assert summary["equal_labels_per_run"] == [int(np.sum(stored["label"] == 0.5))]
+  rows = [json.loads(line) for line in open(os.path.join(cli_run, "metrics.jsonl"))]
+  logged = [r["prefs/equal_labels"] for r in rows if "prefs/equal_labels" in r]
+  assert logged and logged[-1] == summary["equal_labels_per_run"]
   import jax
   software = summary["software"]    # runs are only reproducible under the same packages
   assert software["versions"]["jax"] == jax.__version__ and software["backend"] == "cpu"

@@ -2,15 +2,16 @@
 same shapes (and come from the session's compilation cache) and each test stays seconds long.
 
 Shapes: 8 envs x 16 steps per rollout, one rollout per iteration, 2 iterations per jitted call,
-fragments of 8 steps, 4 pairs per iteration out of 16 candidates, a 2-member reward ensemble,
-evaluation episodes of 100 steps.
+fragments of 8 steps, 24 labels of which 6 initial, 4 pairs per iteration out of 16 candidates,
+a 2-member reward ensemble, evaluation episodes of 100 steps.
 """
 
 from __future__ import annotations
 
 SHAPES = ["--env.episode-length", "100", "--ppo.num-envs", "8", "--ppo.unroll-length", "16",
           "--ppo.num-minibatches", "2", "--ppo.num-epochs", "2", "--prefs.fragment-length", "8",
-          "--prefs.total-labels", "24", "--prefs.pairs-per-iteration", "4",
+          "--prefs.total-labels", "24", "--prefs.initial-fraction", "0.25",
+          "--prefs.pairs-per-iteration", "4",
           "--prefs.oversample", "4", "--prefs.rollouts-per-iteration", "1",
           "--reward.ensemble-size", "2",
           "--reward.steps-per-iteration", "4", "--reward.batch-size", "8",
