@@ -126,9 +126,9 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
-  mode "random": pairs drawn uniformly. modes "disagreement", "entropy" and "information": ``num_pairs *
-  oversample`` candidates, the ``num_pairs`` with the largest score (``SCORES[mode]``) kept, in
-  decreasing order. member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
+  mode "random": pairs drawn uniformly. modes "disagreement", "entropy" and "information":
+  ``num_pairs * oversample`` candidates, the ``num_pairs`` with the largest score
+  (``SCORES[mode]``) kept, in decreasing order. member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
   Returns (FragmentPairs [num_pairs], the ensemble disagreement of the kept pairs [num_pairs],
   reported whatever the mode).
   """

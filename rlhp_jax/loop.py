@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhp_jax import checkpoint, core, report, summary, teachers
+from rlhp_jax import checkpoint, core, preferences, report, summary, teachers
 from rlhp_jax.experiment import ExperimentConfig
 from rlhp_jax.layout import BackgroundEval, Layout
 
@@ -198,8 +198,8 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
                              labels_per_run=jax.device_get(state.buffer.count),
                              last_row=last_train, teacher_configs=teacher_configs, wall=wall)
   result["nonfinite_runs"] = nonfinite_runs(state)
-  label, count = jax.device_get((state.buffer.label, state.buffer.count))
-  result["equal_labels_per_run"] = [int(np.sum(lab[:n] == 0.5)) for lab, n in zip(label, count)]
+  result["equal_labels_per_run"] = np.asarray(
+      jax.device_get(jax.vmap(preferences.equal_labels)(state.buffer))).tolist()
   if run_dir is not None:
     summary.write_files(cfg, run_dir, rows, ev, result, system.preference_learning)
   return result

@@ -38,7 +38,8 @@ class PreferenceConfig:
   "information": those whose label tells the members most (mutual information, BALD: entropy
   without the pairs every member calls an even tie); "random": pairs drawn uniformly."""
   oversample: int = 10
-  """Candidate pairs drawn per selected pair for disagreement or entropy selection."""
+  """Candidate pairs drawn per selected pair for disagreement, entropy or information
+  selection."""
   rollouts_per_iteration: int = 1
   """PPO rollouts (each followed by its PPO update) per RLHP iteration. Pairs are selected from
   all of them, then labelled, and the reward model trains once: with small PPO batches this

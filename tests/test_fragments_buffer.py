@@ -44,6 +44,21 @@ def test_disagreement_selection_keeps_the_most_disputed_pairs():
                                 everything.true_reward[np.argsort(-np.asarray(all_scores))[:5]])
 
 
+def sine_members(obs, action):
+  """Three members whose returns are different smooth functions of a fragment: [3, N, 2]."""
+  s = obs[..., 0].sum(-1)
+  return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
+
+
+def select_five_of_fifty(mode):
+  """``mode``'s choice of 5 pairs among 50 candidates, and the same 50 candidates drawn
+  uniformly (same key): (chosen, its disagreement, all 50, their disagreement)."""
+  key, tr = jax.random.PRNGKey(4), fake_transitions()
+  chosen, spread = fragments.select(key, tr, 5, 4, mode, 10, sine_members)
+  everything, all_spread = fragments.select(key, tr, 50, 4, "random", 1, sine_members)
+  return chosen, spread, everything, all_spread
+
+
 def test_entropy_selection_keeps_the_pairs_the_ensemble_calls_even():
   """Entropy selection ranks by how near 1/2 the members' mean P[1 preferred] is: a pair whose
   members are all mildly unsure beats one they are all sure of, and a pair two sure members
@@ -59,16 +74,8 @@ def test_entropy_selection_keeps_the_pairs_the_ensemble_calls_even():
   np.testing.assert_allclose(fragments.preference_entropy(jnp.zeros((3, 1, 2))), np.log(2.0),
                              rtol=1e-6)
 
-  tr = fake_transitions()
-
-  def member_returns(obs, action):
-    s = obs[..., 0].sum(-1)
-    return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
-
-  key = jax.random.PRNGKey(4)
-  chosen, spread = fragments.select(key, tr, 5, 4, "entropy", 10, member_returns)
-  everything, all_spread = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
-  ent = np.asarray(fragments.preference_entropy(member_returns(everything.obs, everything.action)))
+  chosen, spread, everything, all_spread = select_five_of_fifty("entropy")
+  ent = np.asarray(fragments.preference_entropy(sine_members(everything.obs, everything.action)))
   top = np.argsort(-ent)[:5]
   np.testing.assert_array_equal(chosen.true_reward, everything.true_reward[top])
   np.testing.assert_allclose(spread, np.asarray(all_spread)[top], rtol=1e-6)
@@ -95,16 +102,8 @@ def test_information_selection_skips_the_ties_every_member_calls_even():
   assert 0.0 < info[3] < info[1]
   assert np.all(info >= -1e-6) and np.all(info <= ent + 1e-6)
 
-  tr = fake_transitions()
-
-  def member_returns(obs, action):
-    s = obs[..., 0].sum(-1)
-    return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
-
-  key = jax.random.PRNGKey(4)
-  chosen, _ = fragments.select(key, tr, 5, 4, "information", 10, member_returns)
-  everything, _ = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
-  gain = np.asarray(fragments.information_gain(member_returns(everything.obs, everything.action)))
+  chosen, _, everything, _ = select_five_of_fifty("information")
+  gain = np.asarray(fragments.information_gain(sine_members(everything.obs, everything.action)))
   np.testing.assert_array_equal(chosen.true_reward,
                                 everything.true_reward[np.argsort(-gain)[:5]])
 
