@@ -47,6 +47,10 @@ class PPOConfig:
   clip_eps: float = 0.2
   value_cost: float = 0.5
   entropy_cost: float = 0.0
+  anneal_entropy: bool = False
+  """Decay the entropy bonus linearly to 0 over the run, on the learning rate's clock: the
+  policy's noise may grow early and shrinks by the end, where the deterministic policy is
+  evaluated."""
   max_grad_norm: float = 0.5
   reward_scale: float = 1.0
   """Rewards are multiplied by this before GAE."""
@@ -127,6 +131,7 @@ class Agent:
   def __init__(self, cfg: PPOConfig, obs_size: int, action_size: int, total_updates: int = 1):
     self.cfg = cfg
     self.obs_size = obs_size
+    self.total_updates = max(total_updates, 1)
     self.policy_net = networks.Policy(cfg.policy_hidden, action_size, cfg.init_log_std)
     self.value_net = networks.Value(cfg.value_hidden)
     lr = (optax.linear_schedule(cfg.learning_rate, 0.0, max(total_updates, 1))
@@ -218,16 +223,29 @@ class Batch:
   target: jax.Array
 
 
-def ppo_loss(params: AgentParams, batch: Batch, *, agent: Agent):
+def entropy_weight(agent: Agent, opt_state) -> jax.Array:
+  """The entropy bonus's weight for the next update: ``entropy_cost``, or, with
+  ``anneal_entropy``, that decayed linearly to 0 over the run's optimiser steps (the
+  learning-rate schedule's clock, read from Adam's step count in ``opt_state``)."""
+  cfg = agent.cfg
+  if not cfg.anneal_entropy:
+    return jnp.float32(cfg.entropy_cost)
+  (_, done), *_ = optax.tree_utils.tree_get_all_with_path(opt_state, "count")
+  return cfg.entropy_cost * jnp.clip(1.0 - done / agent.total_updates, 0.0, 1.0)
+
+
+def ppo_loss(params: AgentParams, batch: Batch, *, agent: Agent, entropy_cost=None):
   """Clipped-surrogate PPO loss on a minibatch.
 
   ratio   = exp(log pi(a|s) - log pi_old(a|s))
   L_pi    = -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))
   L_v     = 0.5 * mean((V(s) - target)^2)
   loss    = L_pi + value_cost * L_v - entropy_cost * mean(H[pi(.|s)])
-  Advantages are normalised per minibatch when ``normalize_advantages``.
+  Advantages are normalised per minibatch when ``normalize_advantages``. ``entropy_cost``
+  defaults to the config's (``entropy_weight`` gives the annealed one).
   """
   cfg = agent.cfg
+  entropy_cost = cfg.entropy_cost if entropy_cost is None else entropy_cost
   mean, log_std = agent.distribution(params, batch.obs)
   log_prob = networks.gaussian_log_prob(batch.action, mean, log_std)
   adv = batch.advantage
@@ -239,7 +257,7 @@ def ppo_loss(params: AgentParams, batch: Batch, *, agent: Agent):
                                       jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv))
   value_loss = 0.5 * jnp.mean((agent.value(params, batch.obs) - batch.target) ** 2)
   entropy = jnp.mean(networks.gaussian_entropy(log_std))
-  loss = policy_loss + cfg.value_cost * value_loss - cfg.entropy_cost * entropy
+  loss = policy_loss + cfg.value_cost * value_loss - entropy_cost * entropy
   metrics = {"ppo/policy_loss": policy_loss, "ppo/value_loss": value_loss,
              "ppo/entropy": entropy, "ppo/approx_kl": jnp.mean((ratio - 1) - log_ratio),
              "ppo/clip_frac": jnp.mean(jnp.abs(ratio - 1) > cfg.clip_eps)}
@@ -251,11 +269,11 @@ def trainable(params: AgentParams):
   return {"policy": params.policy, "value": params.value}
 
 
-def minibatch_step(agent: Agent, carry, minibatch: Batch):
+def minibatch_step(agent: Agent, entropy_cost, carry, minibatch: Batch):
   params, opt_state = carry
 
   def loss_of_weights(weights):
-    return ppo_loss(params.replace(**weights), minibatch, agent=agent)
+    return ppo_loss(params.replace(**weights), minibatch, agent=agent, entropy_cost=entropy_cost)
 
   grads, metrics = jax.grad(loss_of_weights, has_aux=True)(trainable(params))
   updates, opt_state = agent.optimizer.update(grads, opt_state, trainable(params))
@@ -263,18 +281,19 @@ def minibatch_step(agent: Agent, carry, minibatch: Batch):
   return (params, opt_state), metrics
 
 
-def epoch_step(agent: Agent, carry, key, batch: Batch):
+def epoch_step(agent: Agent, entropy_cost, carry, key, batch: Batch):
   cfg = agent.cfg
   perm = jax.random.permutation(key, cfg.batch_size)
   shuffled = jax.tree.map(
       lambda x: x[perm].reshape(cfg.num_minibatches, cfg.minibatch_size, *x.shape[1:]), batch)
-  return jax.lax.scan(functools.partial(minibatch_step, agent), carry, shuffled)
+  return jax.lax.scan(functools.partial(minibatch_step, agent, entropy_cost), carry, shuffled)
 
 
 def update(agent: Agent, params: AgentParams, opt_state, transitions: Transition,
-           rewards: jax.Array, key: jax.Array):
+           rewards: jax.Array, key: jax.Array, entropy_cost=None):
   """GAE on ``rewards`` [T, B], then the clipped-objective epochs. Returns (params, opt_state,
-  metrics). Observation statistics are updated from this batch before the epochs."""
+  metrics). Observation statistics are updated from this batch before the epochs.
+  ``entropy_cost``: the bonus's weight for these epochs (default the config's)."""
   cfg = agent.cfg
   advantages, targets = compute_gae(rewards * cfg.reward_scale, transitions.value,
                                     transitions.next_value, transitions.terminated,
@@ -289,7 +308,7 @@ def update(agent: Agent, params: AgentParams, opt_state, transitions: Transition
   # The value/policy networks see observations through the new statistics: the behaviour
   # log-probs were taken under the old ones, which the clipped ratio tolerates (as brax does).
   (params, opt_state), metrics = jax.lax.scan(
-      lambda c, k: epoch_step(agent, c, k, batch), (params, opt_state),
+      lambda c, k: epoch_step(agent, entropy_cost, c, k, batch), (params, opt_state),
       jax.random.split(key, cfg.num_epochs))
   metrics = jax.tree.map(jnp.mean, metrics)
   metrics["ppo/reward_mean"] = jnp.mean(rewards)
@@ -317,7 +336,10 @@ def train_step(agent: Agent, env: Hopper, state: PPOState, reward_fn, reward_par
   env_state, tr = rollout(agent, env, state.params, state.env_state, k_roll,
                           agent.cfg.unroll_length)
   rewards, reward_params = reward_fn(reward_params, tr)
-  params, opt_state, metrics = update(agent, state.params, state.opt_state, tr, rewards, k_upd)
+  entropy_cost = entropy_weight(agent, state.opt_state)
+  params, opt_state, metrics = update(agent, state.params, state.opt_state, tr, rewards, k_upd,
+                                      entropy_cost)
+  metrics["ppo/entropy_cost"] = entropy_cost
   n_done = jnp.sum(tr.done)
   metrics["train/episodes"] = n_done
   metrics["train/episode_return"] = jnp.sum(tr.episode_return) / jnp.maximum(n_done, 1)
