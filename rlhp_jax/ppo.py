@@ -134,7 +134,7 @@ class Agent:
     self.total_updates = max(total_updates, 1)
     self.policy_net = networks.Policy(cfg.policy_hidden, action_size, cfg.init_log_std)
     self.value_net = networks.Value(cfg.value_hidden)
-    lr = (optax.linear_schedule(cfg.learning_rate, 0.0, max(total_updates, 1))
+    lr = (optax.linear_schedule(cfg.learning_rate, 0.0, self.total_updates)
           if cfg.anneal_lr else cfg.learning_rate)
     self.optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
                                  optax.adam(lr, eps=1e-5))

@@ -1,5 +1,6 @@
 """PPO: GAE and the clipped loss on hand-worked numbers; a short run raises the true return."""
 
+import dataclasses
 import functools
 
 import jax
@@ -131,13 +132,13 @@ def test_entropy_bonus_anneals_to_zero_on_the_optimiser_clock():
       lambda x: jnp.full_like(x, k) if x.dtype == jnp.int32 else x, opt_state))
       for k in (2, 4, 8, 12)]
   np.testing.assert_allclose(steps, [0.0075, 0.005, 0.0, 0.0], atol=1e-9)
-  constant = ppo.Agent(cfg.__class__(**{**cfg.__dict__, "anneal_entropy": False}), 11, 3, 8)
+  constant = ppo.Agent(dataclasses.replace(cfg, anneal_entropy=False), 11, 3, 8)
   np.testing.assert_allclose(ppo.entropy_weight(constant, opt_state), 0.01)
 
 
 def test_update_uses_the_entropy_weight_it_is_given():
-  """The annealed weight reaches the loss: a zero weight and the config's 0.01 move a policy's
-  log-std differently, from the same batch and key."""
+  """The weight passed to ``update`` reaches the loss. With zero advantages only the bonus moves
+  the log-std: the config's weight (1.0) raises it, a weight of 0 leaves it where it was."""
   cfg = ppo.PPOConfig(num_envs=2, unroll_length=4, num_epochs=1, num_minibatches=1,
                       entropy_cost=1.0, normalize_observations=False, learning_rate=1e-2)
   agent = ppo.Agent(cfg, obs_size=11, action_size=3)
@@ -157,5 +158,6 @@ def test_update_uses_the_entropy_weight_it_is_given():
                                        if "log_std" in k})
   with_bonus, _, _ = ppo.update(agent, params, opt_state, tr, rewards, jax.random.PRNGKey(3))
   without, _, _ = ppo.update(agent, params, opt_state, tr, rewards, jax.random.PRNGKey(3), 0.0)
-  grow = lambda p: float(sum(jnp.sum(a) for a in log_std(p)) - sum(jnp.sum(a) for a in log_std(params)))
+  total = lambda p: sum(jnp.sum(a) for a in log_std(p))
+  grow = lambda p: float(total(p) - total(params))
   assert grow(with_bonus) > 0.0 > grow(without) - 1e-6
