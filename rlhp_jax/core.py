@@ -195,14 +195,16 @@ class RLHP:
     reward_state = self.ensemble.observe(state.reward, seg.obs)
     member_returns = lambda obs, action: self.ensemble.fragment_returns(
         reward_state.params, self.ensemble.inputs(reward_state.obs_stats, obs), action)
-    pairs, score = fragments.select(k_select, seg, p.pairs_per_iteration, p.fragment_length,
-                                    p.selection, p.oversample, member_returns)
+    pairs, score, known_ties = fragments.select(
+        k_select, seg, p.pairs_per_iteration, p.fragment_length, p.selection, p.oversample,
+        member_returns, p.even_margin)
     query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
                   disagreement=score, teacher_key=k_teach, learn_key=k_learn)
     metrics["prefs/warmup"] = warmup
     metrics["reward/exploration_beta"] = beta
     metrics["prefs/disagreement"] = jnp.mean(score)
     metrics["prefs/disagreement_spread"] = jnp.max(score) - jnp.min(score)
+    metrics["prefs/known_ties"] = known_ties
     state = state.replace(
         ppo=new_ppo, reward=reward_state, key=key, iteration=state.iteration + 1,
         reward_norm=norm,

@@ -9,7 +9,9 @@ preference nearest 1/2: pairs the current reward calls a toss-up, where one labe
 trade-off between the features the two fragments differ in; B-Pref's entropy sampling, Lee et
 al. 2021); *information* selection keeps those whose label would tell the members most about
 themselves (entropy of the mean prediction less the members' mean entropy: a pair that every
-member calls an even tie scores nothing).
+member calls an even tie scores nothing). With an ``even_margin``, candidates that every member
+predicts within that distance of 1/2 (ties the ensemble already knows, such as two fragments of
+a fallen hopper) rank below all others in any active mode: each label spent on one is wasted.
 """
 
 from __future__ import annotations
@@ -121,16 +123,38 @@ SCORES = {"disagreement": disagreement, "entropy": preference_entropy,
 """The score each active selection mode ranks candidates by."""
 
 
+def known_ties(member_returns: jax.Array, margin: float) -> jax.Array:
+  """Candidates every member calls an even tie: member_returns [K, N, 2] -> [N] bool, true where
+  each member's Bradley-Terry probability that fragment 1 is preferred is within ``margin`` of
+  1/2. A margin of 0 marks nothing.
+
+  An exact teacher answers 1/2 for two fragments of equal task return (two fragments of a
+  fallen hopper both score -10), and an ensemble trained on such answers predicts 1/2 for every
+  similar pair, which is entropy selection's top score. Members differ in initialisation and
+  bootstrap, so on a pair they have not learned they rarely all land this close to 1/2.
+  """
+  near = jnp.abs(_member_preferences(member_returns) - 0.5) < margin
+  return jnp.all(near, axis=0)
+
+
+def demote(score: jax.Array, mask: jax.Array) -> jax.Array:
+  """``score`` with the ``mask``ed entries moved below every unmasked one, order kept within
+  each group (so top_k takes masked candidates only when nothing else is left)."""
+  drop = jnp.max(score) - jnp.min(score) + 1.0
+  return jnp.where(mask, score - drop, score)
+
+
 def select(key, transitions, num_pairs: int, length: int, mode: str, oversample: int,
-           member_returns_fn):
+           member_returns_fn, even_margin: float = 0.0):
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
   mode "random": pairs drawn uniformly. modes "disagreement", "entropy" and "information":
   ``num_pairs * oversample`` candidates, the ``num_pairs`` with the largest score
-  (``SCORES[mode]``) kept, in decreasing order. member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
+  (``SCORES[mode]``) kept, in decreasing order, known ties (``known_ties`` at ``even_margin``)
+  last. member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
   Returns (FragmentPairs [num_pairs], the ensemble disagreement of the kept pairs [num_pairs],
-  reported whatever the mode).
+  reported whatever the mode, the fraction of candidates that were known ties).
   """
   active = mode != "random"
   n_cand = num_pairs * (oversample if active else 1)
@@ -138,7 +162,8 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   cand = cut(transitions, t0, env, length)
   returns = member_returns_fn(cand.obs, cand.action)
   spread = disagreement(returns)
+  ties = known_ties(returns, even_margin)
   if active:
-    _, keep = jax.lax.top_k(SCORES[mode](returns), num_pairs)
+    _, keep = jax.lax.top_k(demote(SCORES[mode](returns), ties), num_pairs)
     cand, spread = jax.tree.map(lambda x: x[keep], (cand, spread))
-  return cand, spread
+  return cand, spread, jnp.mean(ties)

@@ -40,6 +40,11 @@ class PreferenceConfig:
   oversample: int = 10
   """Candidate pairs drawn per selected pair for disagreement, entropy or information
   selection."""
+  even_margin: float = 0.0
+  """Candidates that every ensemble member predicts within this distance of 1/2 (ties the
+  ensemble already knows, e.g. two fragments of a fallen hopper) rank below all others in
+  disagreement, entropy and information selection; 0 turns this off. Entropy selection
+  otherwise asks for them first: a label of 1/2 on such a pair teaches nothing."""
   rollouts_per_iteration: int = 1
   """PPO rollouts (each followed by its PPO update) per RLHP iteration. Pairs are selected from
   all of them, then labelled, and the reward model trains once: with small PPO batches this
@@ -56,6 +61,9 @@ class PreferenceConfig:
     v.one_of(self.selection, ("disagreement", "entropy", "information", "random"),
              "prefs.selection")
     v.positive_int(self.oversample, "prefs.oversample")
+    v.non_negative(self.even_margin, "prefs.even_margin")
+    v.require(self.even_margin < 0.5, "prefs.even_margin",
+              f"must be below 0.5 (0 turns it off), got {self.even_margin!r}")
     v.positive_int(self.rollouts_per_iteration, "prefs.rollouts_per_iteration")
 
   @property

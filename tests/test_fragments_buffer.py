@@ -37,8 +37,8 @@ def test_disagreement_selection_keeps_the_most_disputed_pairs():
     return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
 
   key = jax.random.PRNGKey(4)
-  chosen, score = fragments.select(key, tr, 5, 4, "disagreement", 10, member_returns)
-  everything, all_scores = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
+  chosen, score, _ = fragments.select(key, tr, 5, 4, "disagreement", 10, member_returns)
+  everything, all_scores, _ = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
   np.testing.assert_allclose(score, np.sort(np.asarray(all_scores))[::-1][:5], rtol=1e-6)
   np.testing.assert_array_equal(chosen.true_reward,
                                 everything.true_reward[np.argsort(-np.asarray(all_scores))[:5]])
@@ -50,12 +50,12 @@ def sine_members(obs, action):
   return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
 
 
-def select_five_of_fifty(mode):
+def select_five_of_fifty(mode, members=sine_members, even_margin=0.0):
   """``mode``'s choice of 5 pairs among 50 candidates, and the same 50 candidates drawn
   uniformly (same key): (chosen, its disagreement, all 50, their disagreement)."""
   key, tr = jax.random.PRNGKey(4), fake_transitions()
-  chosen, spread = fragments.select(key, tr, 5, 4, mode, 10, sine_members)
-  everything, all_spread = fragments.select(key, tr, 50, 4, "random", 1, sine_members)
+  chosen, spread, _ = fragments.select(key, tr, 5, 4, mode, 10, members, even_margin)
+  everything, all_spread, _ = fragments.select(key, tr, 50, 4, "random", 1, members)
   return chosen, spread, everything, all_spread
 
 
@@ -108,6 +108,46 @@ def test_information_selection_skips_the_ties_every_member_calls_even():
                                 everything.true_reward[np.argsort(-gain)[:5]])
 
 
+def fallen_and_sine_members(obs, action):
+  """Three members that score every fragment whose time code ends in 0-4 alike (a fallen
+  hopper: every member calls a pair of two such fragments an even tie) and the rest by
+  different smooth functions: [3, N, 2]."""
+  s = obs[..., 0].sum(-1)
+  fallen = (jnp.floor(s / 100.0) % 10) < 5
+  return jnp.stack([jnp.where(fallen, -10.0, jnp.sin(s * k) * 3) for k in (1.0, 2.0, 3.0)])
+
+
+def test_known_ties_rank_last_with_an_even_margin():
+  """With ``even_margin``, a pair every member predicts within the margin of 1/2 (two fragments
+  of a fallen hopper) is asked only when nothing else is left; without it, entropy selection
+  asks for those first. The candidates left after the ties keep their entropy order."""
+  returns = jnp.array([  # [K=3, N=4, 2]: known tie, split members, one member near 1/2, sure
+      [[-10.0, -10.0], [0.05, 0.0], [0.05, 0.0], [5.0, 0.0]],
+      [[-10.0, -10.0], [-0.05, 0.0], [0.02, 0.0], [5.0, 0.0]],
+      [[-10.0, -10.0], [0.3, 0.0], [0.9, 0.0], [5.0, 0.0]],
+  ])
+  np.testing.assert_array_equal(fragments.known_ties(returns, 0.03), [True, False, False, False])
+  np.testing.assert_array_equal(fragments.known_ties(returns, 0.0), [False] * 4)
+  demoted = np.asarray(fragments.demote(fragments.preference_entropy(returns),
+                                        fragments.known_ties(returns, 0.03)))
+  assert np.argmin(demoted) == 0 and np.argsort(-demoted)[:3].tolist() == [1, 2, 3]
+
+  ent = lambda pairs: np.asarray(fragments.preference_entropy(
+      fallen_and_sine_members(pairs.obs, pairs.action)))
+  tie = lambda pairs: np.asarray(fragments.known_ties(
+      fallen_and_sine_members(pairs.obs, pairs.action), 0.03))
+  plain, _, everything, _ = select_five_of_fifty("entropy", fallen_and_sine_members)
+  assert tie(everything).sum() >= 5 and tie(plain).all()       # entropy alone: ties first
+  chosen, _, _, _ = select_five_of_fifty("entropy", fallen_and_sine_members, 0.03)
+  assert not tie(chosen).any()
+  rest = ~tie(everything)
+  expected = np.sort(ent(everything)[rest])[::-1][:5]
+  np.testing.assert_allclose(np.sort(ent(chosen))[::-1], expected, rtol=1e-6)
+  _, _, share = fragments.select(jax.random.PRNGKey(4), fake_transitions(), 50, 4, "random", 1,
+                                 fallen_and_sine_members, 0.03)
+  assert float(share) == pytest.approx(tie(everything).mean())
+
+
 def test_fragments_never_straddle_an_episode_reset():
   """Episodes end at different steps in each env (and twice in env 1); every sampled fragment
   lies inside one episode: no step but its last ends an episode. Uniform starts would cross a
@@ -134,8 +174,8 @@ def test_fragments_never_straddle_an_episode_reset():
   crossing = np.mean([done[t:t + L - 1, b].any() for t, b in all_starts])
   assert crossing > 0.25
   # the pairs select() hands out obey the same rule
-  pairs, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1,
-                              lambda o, a: jnp.zeros((1,) + o.shape[:2]))
+  pairs, _, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1,
+                                 lambda o, a: jnp.zeros((1,) + o.shape[:2]))
   steps = np.asarray(pairs.true_reward) // 100        # the time code of each step
   assert (np.diff(steps, axis=-1) == 1).all()
 

@@ -72,6 +72,8 @@ def test_cli_run_leaves_its_files(cli_run):
   assert rows[0]["prefs/warmup"] == [1.0] and rows[-1]["prefs/warmup"] == [0.0]
   for key in ("reward/true_corr", "reward/val_nll", "train/true_reward", "ppo/policy_loss"):
     assert key in rows[-1]
+  # the share of candidates every member called a tie (prefs.even_margin's test) is a fraction
+  assert all(0.0 <= v <= 1.0 for r in rows for v in r["prefs/known_ties"])
   # the final evaluation is the last row, with every return the summary reports
   final = all_rows[-1]
   assert final.get("final") and final["env_steps"] == 1024
