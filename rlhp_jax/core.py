@@ -73,6 +73,7 @@ class Segment:
   qpos: jax.Array
   qvel: jax.Array
   done: jax.Array
+  episode_step: jax.Array   # steps into the episode before each step (the env's clock)
 
 
 @struct.dataclass
@@ -160,7 +161,7 @@ class RLHP:
       s, rp = carry
       s, tr, m, rp = ppo.train_step(self.agent, self.env, s, reward_fn, rp)
       seg = Segment(obs=tr.obs, action=tr.action, true_reward=tr.true_reward, qpos=tr.qpos,
-                    qvel=tr.qvel, done=tr.done)
+                    qvel=tr.qvel, done=tr.done, episode_step=tr.episode_step)
       return (s, rp), (seg, m)
 
     (state, reward_params), (seg, m) = jax.lax.scan(
@@ -197,7 +198,7 @@ class RLHP:
         reward_state.params, self.ensemble.inputs(reward_state.obs_stats, obs), action)
     pairs, score, known_ties = fragments.select(
         k_select, seg, p.pairs_per_iteration, p.fragment_length, p.selection, p.oversample,
-        member_returns, p.even_margin)
+        member_returns, p.even_margin, p.same_step_pairs)
     query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
                   disagreement=score, teacher_key=k_teach, learn_key=k_learn)
     metrics["prefs/warmup"] = warmup

@@ -12,6 +12,7 @@ themselves (entropy of the mean prediction less the members' mean entropy: a pai
 member calls an even tie scores nothing). With an ``even_margin``, candidates that every member
 predicts within that distance of 1/2 (ties the ensemble already knows, such as two fragments of
 a fallen hopper) rank below all others in any active mode: each label spent on one is wasted.
+With ``same_step`` the two fragments of a candidate start at the same step of their episodes.
 """
 
 from __future__ import annotations
@@ -48,14 +49,44 @@ def valid_starts(done: jax.Array, length: int) -> jax.Array:
   return (ends[starts + length - 1] - ends[starts]) == 0
 
 
-def sample_starts(key: jax.Array, num_pairs: int, done: jax.Array, length: int):
+def sample_starts(key: jax.Array, num_pairs: int, done: jax.Array, length: int,
+                  episode_step: jax.Array | None = None):
   """Random (time, env) starts for both fragments of ``num_pairs`` pairs, uniform over the
-  starts whose fragment stays inside one episode: ([N, 2], [N, 2])."""
+  starts whose fragment stays inside one episode: ([N, 2], [N, 2]).
+
+  With ``episode_step`` ([T, B] int, the env's clock at each step) the second start of a pair
+  is drawn uniformly from the other valid starts at the same episode step as the first (and
+  independently, as without it, when the first is the only one at its step)."""
   ok = valid_starts(done, length)                                  # [S, B]
   num_envs = done.shape[1]
   # no valid start at all: uniform over every start
-  flat = sampling.weighted_choice(key, ok.ravel(), (num_pairs, 2))
+  if episode_step is None:
+    flat = sampling.weighted_choice(key, ok.ravel(), (num_pairs, 2))
+    return flat // num_envs, flat % num_envs
+  k_first, k_second, k_any = jax.random.split(key, 3)
+  first = sampling.weighted_choice(k_first, ok.ravel(), (num_pairs,))
+  second = _same_step_partner(k_second, first, episode_step[:ok.shape[0]], ok)
+  alone = sampling.weighted_choice(k_any, ok.ravel(), (num_pairs,))
+  second = jnp.where(second < 0, alone, second)
+  flat = jnp.stack([first, second], axis=-1)
   return flat // num_envs, flat % num_envs
+
+
+def _same_step_partner(key, first, step, ok):
+  """For each flat start in ``first`` [N], a uniform draw (flat index) among the other valid
+  starts whose episode step equals its own; -1 where there is none. step, ok: [S, B]."""
+  never = jnp.iinfo(jnp.int32).max                # invalid starts sort after every step
+  keyed = jnp.where(ok, step, never).ravel().astype(jnp.int32)
+  order = jnp.argsort(keyed)                      # flat starts grouped by episode step
+  grouped = keyed[order]
+  position = jnp.argsort(order)                   # where each flat start sits in ``order``
+  mine = keyed[first]
+  lo = jnp.searchsorted(grouped, mine, side="left")
+  others = jnp.searchsorted(grouped, mine, side="right") - lo - 1
+  pick = jnp.floor(jax.random.uniform(key, first.shape) * others).astype(jnp.int32)
+  pick = lo + jnp.minimum(pick, others - 1)
+  pick = jnp.where(pick >= position[first], pick + 1, pick)     # skip the first start itself
+  return jnp.where(others > 0, order[jnp.clip(pick, 0, keyed.shape[0] - 1)], -1)
 
 
 def cut(transitions, t0: jax.Array, env: jax.Array, length: int) -> FragmentPairs:
@@ -145,20 +176,22 @@ def demote(score: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def select(key, transitions, num_pairs: int, length: int, mode: str, oversample: int,
-           member_returns_fn, even_margin: float = 0.0):
+           member_returns_fn, even_margin: float = 0.0, same_step: bool = False):
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
   mode "random": pairs drawn uniformly. modes "disagreement", "entropy" and "information":
   ``num_pairs * oversample`` candidates, the ``num_pairs`` with the largest score
   (``SCORES[mode]``) kept, in decreasing order, known ties (``known_ties`` at ``even_margin``)
-  last. member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
+  last. With ``same_step`` both fragments of a candidate start at one episode step
+  (``transitions.episode_step``). member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
   Returns (FragmentPairs [num_pairs], the ensemble disagreement of the kept pairs [num_pairs],
   reported whatever the mode, the fraction of candidates that were known ties).
   """
   active = mode != "random"
   n_cand = num_pairs * (oversample if active else 1)
-  t0, env = sample_starts(key, n_cand, transitions.done, length)
+  t0, env = sample_starts(key, n_cand, transitions.done, length,
+                          transitions.episode_step if same_step else None)
   cand = cut(transitions, t0, env, length)
   returns = member_returns_fn(cand.obs, cand.action)
   spread = disagreement(returns)

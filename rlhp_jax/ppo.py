@@ -107,6 +107,7 @@ class Transition:
   qvel: jax.Array         # [6]
   true_reward: jax.Array  # [] task oracle score; PPO never reads it
   episode_return: jax.Array  # [] true return of the episode that ended here (0 if not done)
+  episode_step: jax.Array    # [] int32, steps into its episode before this one (the env's clock)
 
 
 @struct.dataclass
@@ -184,7 +185,7 @@ def rollout(agent: Agent, env: Hopper, params: AgentParams, env_state: EnvState,
         obs=state.obs, action=action, log_prob=log_prob, value=agent.value(params, state.obs),
         next_obs=nxt.obs, next_value=agent.value(params, nxt.obs), terminated=nxt.terminated,
         done=nxt.done, qpos=state.data.qpos, qvel=state.data.qvel, true_reward=nxt.true_reward,
-        episode_return=jnp.where(nxt.done, nxt.episode_return, 0.0))
+        episode_return=jnp.where(nxt.done, nxt.episode_return, 0.0), episode_step=state.t)
     return reset(nxt), tr
 
   return jax.lax.scan(one_step, env_state, jax.random.split(key, length))

@@ -45,6 +45,11 @@ class PreferenceConfig:
   ensemble already knows, e.g. two fragments of a fallen hopper) rank below all others in
   disagreement, entropy and information selection; 0 turns this off. Entropy selection
   otherwise asks for them first: a label of 1/2 on such a pair teaches nothing."""
+  same_step_pairs: bool = False
+  """Both fragments of a candidate pair start at the same step of their episodes (two envs, or
+  two episodes, at one phase: both first hops from standing, say), so a label compares two
+  behaviours in one situation, not two phases of an episode that differ for reasons no policy
+  controls. Off: the two starts are drawn independently."""
   rollouts_per_iteration: int = 1
   """PPO rollouts (each followed by its PPO update) per RLHP iteration. Pairs are selected from
   all of them, then labelled, and the reward model trains once: with small PPO batches this

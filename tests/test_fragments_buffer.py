@@ -15,7 +15,8 @@ def fake_transitions(T=20, B=4):
   return Transition(obs=jnp.repeat(code[..., None], 11, -1), action=jnp.repeat(code[..., None], 3, -1),
                     log_prob=z(), value=z(), next_obs=z(11), next_value=z(),
                     terminated=z().astype(bool), done=z().astype(bool), qpos=z(6), qvel=z(6),
-                    true_reward=code, episode_return=z())
+                    true_reward=code, episode_return=z(),
+                    episode_step=jnp.broadcast_to(jnp.arange(T)[:, None], (T, B)).astype(jnp.int32))
 
 
 def test_cut_gathers_the_right_steps():
@@ -146,6 +147,62 @@ def test_known_ties_rank_last_with_an_even_margin():
   _, _, share = fragments.select(jax.random.PRNGKey(4), fake_transitions(), 50, 4, "random", 1,
                                  fallen_and_sine_members, 0.03)
   assert float(share) == pytest.approx(tie(everything).mean())
+
+
+def episode_clock(done, start):
+  """The env's clock [T, B] for episodes that end where ``done`` says, each env's clock
+  starting at ``start`` [B] (staggered) and restarting at 0 after each end."""
+  clock = np.zeros(done.shape, np.int32)
+  t = np.array(start)
+  for i in range(done.shape[0]):
+    clock[i] = t
+    t = np.where(done[i], 0, t + 1)
+  return clock
+
+
+def test_same_step_pairs_start_both_fragments_at_one_episode_step():
+  """With ``episode_step``, the two fragments of every pair start at the same step of their
+  episodes, are two different fragments, never straddle a reset, and every valid start is still
+  drawn as a first fragment; a start with no partner at its step is paired at random."""
+  T, B, L = 40, 4, 6
+  done = np.zeros((T, B), bool)
+  done[[9, 29], 0] = True
+  done[[14, 34], 1] = True
+  done[[19], 2] = True
+  done[[4, 24], 3] = True
+  clock = episode_clock(done, start=[0, 3, 7, 2])
+  t0, env = fragments.sample_starts(jax.random.PRNGKey(0), 3000, jnp.asarray(done), L,
+                                    jnp.asarray(clock))
+  t0, env = np.asarray(t0), np.asarray(env)
+  valid = np.asarray(fragments.valid_starts(jnp.asarray(done), L))
+  assert valid[t0, env].all()
+  step = clock[t0, env]                                                # [N, 2]
+  partners = {}
+  for t, b in zip(*np.nonzero(valid)):
+    partners.setdefault(clock[t, b], set()).add((t, b))
+  has_partner = np.array([len(partners[s]) > 1 for s in step[:, 0]])
+  assert has_partner.mean() > 0.8
+  assert (step[has_partner, 0] == step[has_partner, 1]).all()
+  same = (t0[:, 0] == t0[:, 1]) & (env[:, 0] == env[:, 1])
+  assert not same[has_partner].any()
+  # without a partner the second start is any valid start, not the first one's step
+  assert (step[~has_partner, 0] != step[~has_partner, 1]).any()
+  hit = np.zeros_like(valid)
+  hit[t0[:, 0], env[:, 0]] = True
+  assert (hit == valid).all()
+  # independent starts (the default) rarely agree on the episode step
+  t0, env = fragments.sample_starts(jax.random.PRNGKey(0), 3000, jnp.asarray(done), L)
+  step = clock[np.asarray(t0), np.asarray(env)]
+  assert (step[:, 0] == step[:, 1]).mean() < 0.2
+  # select() passes the clock on when asked to
+  tr = fake_transitions(T, B).replace(done=jnp.asarray(done), episode_step=jnp.asarray(clock))
+  members = lambda o, a: jnp.zeros((1,) + o.shape[:2])
+  pairs, _, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1, members,
+                                 same_step=True)
+  first_steps = np.asarray(pairs.true_reward)[:, :, 0].astype(int)      # t * 100 + env codes
+  s = clock[first_steps // 100, first_steps % 100]
+  partnered = np.array([len(partners[x]) > 1 for x in s[:, 0]])
+  assert (s[partnered, 0] == s[partnered, 1]).all()
 
 
 def test_fragments_never_straddle_an_episode_reset():

@@ -152,7 +152,7 @@ def test_update_uses_the_entropy_weight_it_is_given():
       next_obs=jnp.zeros((T, B, 11)), next_value=jnp.zeros((T, B)),
       terminated=jnp.zeros((T, B), bool), done=jnp.zeros((T, B), bool),
       qpos=jnp.zeros((T, B, 6)), qvel=jnp.zeros((T, B, 6)), true_reward=jnp.zeros((T, B)),
-      episode_return=jnp.zeros((T, B)))
+      episode_return=jnp.zeros((T, B)), episode_step=jnp.zeros((T, B), jnp.int32))
   rewards = jnp.zeros((T, B))
   log_std = lambda p: jax.tree.leaves({k: v for k, v in p.policy["params"].items()
                                        if "log_std" in k})
