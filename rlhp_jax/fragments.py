@@ -59,7 +59,7 @@ def sample_starts(key: jax.Array, num_pairs: int, done: jax.Array, length: int,
   independently, as without it, when the first is the only one at its step)."""
   ok = valid_starts(done, length)                                  # [S, B]
   num_envs = done.shape[1]
-  # no valid start at all: uniform over every start
+  # (no valid start at all: weighted_choice draws uniformly over every start)
   if episode_step is None:
     flat = sampling.weighted_choice(key, ok.ravel(), (num_pairs, 2))
     return flat // num_envs, flat % num_envs
@@ -162,7 +162,9 @@ def known_ties(member_returns: jax.Array, margin: float) -> jax.Array:
   An exact teacher answers 1/2 for two fragments of equal task return (two fragments of a
   fallen hopper both score -10), and an ensemble trained on such answers predicts 1/2 for every
   similar pair, which is entropy selection's top score. Members differ in initialisation and
-  bootstrap, so on a pair they have not learned they rarely all land this close to 1/2.
+  bootstrap, so on a pair they have not learned they rarely all land this close to 1/2 (nor,
+  measured on the main job, on most fallen pairs when those are asked: see
+  ``PreferenceConfig.even_margin``).
   """
   near = jnp.abs(_member_preferences(member_returns) - 0.5) < margin
   return jnp.all(near, axis=0)
