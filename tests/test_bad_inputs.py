@@ -276,3 +276,7 @@ def test_config_checks_run_when_the_config_is_built():
   with pytest.raises(ConfigError, match="^prefs.pairs_per_iteration: collecting the initial"):
     dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, total_env_steps=1000,
                                                      iterations_per_call=1))
+  from rlhp_jax.preferences import PreferenceConfig
+  for margin, says in ((0.5, "must be below 0.5"), (-0.1, "must be a number >= 0")):
+    with pytest.raises(ConfigError, match=f"^prefs.even_margin: {says}"):
+      PreferenceConfig(even_margin=margin)
