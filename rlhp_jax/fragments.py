@@ -79,7 +79,7 @@ def _same_step_partner(key, first, step, ok):
   keyed = jnp.where(ok, step, never).ravel().astype(jnp.int32)
   order = jnp.argsort(keyed)                      # flat starts grouped by episode step
   grouped = keyed[order]
-  position = jnp.argsort(order)                   # where each flat start sits in ``order``
+  position = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))  # inverse of order
   mine = keyed[first]
   lo = jnp.searchsorted(grouped, mine, side="left")
   others = jnp.searchsorted(grouped, mine, side="right") - lo - 1
