@@ -30,6 +30,10 @@ class PreferenceConfig:
   "hyperbolic" cumulative ~ T / (T + tau); both reach the budget at the end of the run."""
   schedule_timescale: float = 2e6
   """tau, in env steps (the paper uses 2e6)."""
+  labels_until: float = 1.0
+  """Share of the run's RL env steps by which the schedule has asked for the whole budget (the
+  schedule's shape is squeezed into that span). 1: labels arrive until the last iteration.
+  Below 1, the rest of the run trains PPO on a reward model whose data no longer grows."""
   fragment_length: int = 25
   """Env steps per fragment (the paper: 1-2 s of clip; the Toloka seed uses 150)."""
   selection: Literal["disagreement", "entropy", "information", "random"] = "disagreement"
@@ -67,6 +71,11 @@ class PreferenceConfig:
     v.positive_int(self.pairs_per_iteration, "prefs.pairs_per_iteration")
     v.one_of(self.schedule, ("paper", "hyperbolic"), "prefs.schedule")
     v.positive(self.schedule_timescale, "prefs.schedule_timescale")
+    until = self.labels_until
+    v.require(isinstance(until, (int, float)) and not isinstance(until, bool) and 0 < until <= 1,
+              "prefs.labels_until",
+              f"must be a share of the run in (0, 1] (1: labels until the end), "
+              f"got {self.labels_until!r}")
     v.positive_int(self.fragment_length, "prefs.fragment_length")
     v.one_of(self.selection, ("disagreement", "entropy", "information", "random"),
              "prefs.selection")
@@ -83,7 +92,8 @@ class PreferenceConfig:
 
 def labels_due(cfg: PreferenceConfig, env_steps, total_env_steps: int):
   """Cumulative labels the schedule asks for once ``env_steps`` of RL have run (after the initial
-  share). Monotone, equals ``total_labels`` at ``total_env_steps``."""
+  share). Monotone, equals ``total_labels`` from ``labels_until * total_env_steps`` on."""
+  total_env_steps = max(1, int(round(cfg.labels_until * total_env_steps)))
   tau = cfg.schedule_timescale
   t = jnp.asarray(env_steps, jnp.float32)
   shape = {"paper": lambda x: jnp.log1p(x / tau), "hyperbolic": lambda x: x / (x + tau)}

@@ -280,3 +280,6 @@ def test_config_checks_run_when_the_config_is_built():
   for margin, says in ((0.5, "must be below 0.5"), (-0.1, "must be a number >= 0")):
     with pytest.raises(ConfigError, match=f"^prefs.even_margin: {says}"):
       PreferenceConfig(even_margin=margin)
+  for until in (0, 1.5, True):
+    with pytest.raises(ConfigError, match="^prefs.labels_until: must be a share of the run"):
+      PreferenceConfig(labels_until=until)

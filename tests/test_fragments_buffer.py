@@ -312,6 +312,27 @@ def test_label_schedule():
   np.testing.assert_allclose(due[5], expected, rtol=1e-5)
 
 
+def test_labels_until_squeezes_the_schedule_into_the_first_part_of_the_run():
+  """With ``labels_until`` 0.6 the whole budget is due at 60% of the run and stays due; before
+  that the cumulative count follows the full-run schedule of a run 0.6 times as long."""
+  base = dict(total_labels=700, initial_fraction=0.05, pairs_per_iteration=32,
+              schedule_timescale=5e5)
+  full = preferences.PreferenceConfig(**base)
+  early = preferences.PreferenceConfig(**base, labels_until=0.6)
+  total = 3_000_000
+  due = jax.jit(lambda t: preferences.labels_due(early, t, total))
+  assert int(jnp.floor(due(jnp.int32(1_800_000)))) == 700
+  assert int(jnp.floor(due(jnp.int32(1_799_000)))) < 700
+  assert float(due(jnp.int32(2_500_000))) == 700 and float(due(jnp.int32(total))) == 700
+  for t in (0, 100_000, 900_000, 1_500_000):
+    np.testing.assert_allclose(float(due(jnp.int32(t))),
+                               float(preferences.labels_due(full, t, 1_800_000)), rtol=1e-6)
+  # nothing is requested once the budget is asked, however many steps remain
+  n, warm = preferences.pairs_to_request(early, 700, 2_000_000, total)
+  assert int(n) == 0 and not bool(warm)
+  assert float(preferences.labels_due(full, 2_000_000, total)) < 700
+
+
 def test_the_whole_budget_is_due_at_the_end_whatever_the_timescale():
   """At the last iteration every label of the budget is due, exactly, inside jit too (a last-bit
   difference in log1p once asked for 23 of 24)."""
