@@ -331,6 +331,10 @@ def test_labels_until_squeezes_the_schedule_into_the_first_part_of_the_run():
   n, warm = preferences.pairs_to_request(early, 700, 2_000_000, total)
   assert int(n) == 0 and not bool(warm)
   assert float(preferences.labels_due(full, 2_000_000, total)) < 700
+  # at 2 M steps with 650 asked, the squeezed schedule still owes 50 (a full batch of 32 now);
+  # the full-run schedule owes none yet
+  assert int(preferences.pairs_to_request(early, 650, 2_000_000, total)[0]) == 32
+  assert int(preferences.pairs_to_request(full, 650, 2_000_000, total)[0]) == 0
 
 
 def test_the_whole_budget_is_due_at_the_end_whatever_the_timescale():
