@@ -138,7 +138,7 @@ class RLHP:
   def learned_reward(self, params_norm_beta, transitions):
     """The reward PPO optimises: each member's reward normalised by its running statistics
     (updated with this batch first), averaged over members, plus beta times the members'
-    spread (beta > 0: the optimistic bonus; beta < 0: pessimism; 0 without either). Returns (rewards [T, B],
+    spread (the optimistic bonus; beta 0 without one). Returns (rewards [T, B],
     (reward_state, norm, beta))."""
     reward_state, norm, beta = params_norm_beta
     raw = self.raw_learned_reward(reward_state, transitions)
@@ -184,7 +184,7 @@ class RLHP:
     n_request, warmup = preferences.pairs_to_request(
         p, state.requested, state.rl_env_steps + self.iteration_env_steps,
         self.rl_env_step_budget)
-    beta = reward_model.spread_weight(self.cfg.reward, state.rl_env_steps)
+    beta = reward_model.exploration_beta(self.cfg.reward, state.rl_env_steps)
     new_ppo, seg, metrics, (_, norm, _) = self.ppo_phase(
         state.ppo, self.learned_reward, (state.reward, state.reward_norm, beta))
     # While the initial labels are collected the policy stays the initial random one.
@@ -202,7 +202,7 @@ class RLHP:
     query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
                   disagreement=score, teacher_key=k_teach, learn_key=k_learn)
     metrics["prefs/warmup"] = warmup
-    metrics["reward/spread_weight"] = beta
+    metrics["reward/exploration_beta"] = beta
     metrics["prefs/disagreement"] = jnp.mean(score)
     metrics["prefs/disagreement_spread"] = jnp.max(score) - jnp.min(score)
     metrics["prefs/known_ties"] = known_ties

@@ -1,8 +1,6 @@
 """Reward ensemble: Bradley-Terry with the noise term on hand-worked numbers, normalisation, the
 L2 rule, and that training on a buffer learns the labels' order."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -230,26 +228,19 @@ def test_state_only_reward_nets_ignore_the_action():
     assert (float(moved) > 1e-4) == use_action
   with pytest.raises(Exception, match="reward.exploration_bonus"):
     rm.RewardModelConfig(exploration_bonus=-0.1)
-  with pytest.raises(Exception, match="reward.pessimism"):
-    rm.RewardModelConfig(pessimism=-0.5)
 
 
-def test_spread_weight_is_the_decaying_bonus_minus_pessimism():
-  """PPO's reward: the members' mean normalised reward plus beta times their standard
-  deviation, beta = beta_0 exp(-t / timescale) - pessimism; beta 0 leaves the plain mean, and
-  pessimism makes every step pay less than the mean wherever the members disagree."""
+def test_optimistic_bonus_adds_the_members_spread_and_decays():
+  """PPO's reward with the bonus: the members' mean normalised reward plus beta times their
+  standard deviation, beta = beta_0 exp(-t / timescale); beta_0 = 0 leaves the plain mean."""
   from rlhp_jax import core
   from rlhp_jax.envs import hopper
   from rlhp_jax.experiment import ExperimentConfig
   from types import SimpleNamespace
   cfg = rm.RewardModelConfig(exploration_bonus=0.5, exploration_bonus_timescale=1000.0)
-  np.testing.assert_allclose(rm.spread_weight(cfg, 0), 0.5)
-  np.testing.assert_allclose(rm.spread_weight(cfg, 1000), 0.5 / np.e, rtol=1e-6)
-  assert float(rm.spread_weight(rm.RewardModelConfig(), 0)) == 0.0
-  # Pessimism is a constant weight taken off the spread's, with or without the bonus.
-  np.testing.assert_allclose(rm.spread_weight(rm.RewardModelConfig(pessimism=0.7), 5e6), -0.7)
-  np.testing.assert_allclose(rm.spread_weight(dataclasses.replace(cfg, pessimism=0.2), 1000),
-                             0.5 / np.e - 0.2, rtol=1e-6)
+  np.testing.assert_allclose(rm.exploration_beta(cfg, 0), 0.5)
+  np.testing.assert_allclose(rm.exploration_beta(cfg, 1000), 0.5 / np.e, rtol=1e-6)
+  assert float(rm.exploration_beta(rm.RewardModelConfig(), 0)) == 0.0
   system = core.RLHP(ExperimentConfig(name="bonus", reward=cfg,
                                       env=hopper.HopperConfig(mode="fixed_horizon")))
   state = system.init(jax.random.PRNGKey(0))
@@ -262,6 +253,3 @@ def test_spread_weight_is_the_decaying_bonus_minus_pessimism():
   np.testing.assert_allclose(plain, members.mean(0), atol=1e-4)
   np.testing.assert_allclose(bonus, members.mean(0) + 0.5 * members.std(0), atol=1e-4)
   assert float(norm.batches) == 1 and beta == 0.5
-  careful, _ = system.learned_reward((state.reward, state.reward_norm, -0.7), tr)
-  np.testing.assert_allclose(careful, members.mean(0) - 0.7 * members.std(0), atol=1e-4)
-  assert float(jnp.max(careful - plain)) < 0.0
