@@ -22,6 +22,10 @@ Scores per model (JSON on stdout):
   inside Gym's healthy range is worth. ``true_healthy_price`` is the same for the task's reward.
   A learned reward that prices health below the task does will let PPO trade the healthy range
   for speed.
+* ``spread_healthy`` / ``spread_unhealthy``: the members' mean standard deviation of their
+  normalised per-step rewards on test steps inside / outside the healthy range: where the
+  ensemble is unsure. A reward that charged for spread (pessimism) would price health only as
+  much more as the two differ.
 
   python benchmarks/reward_probe.py RUN_DIR [--variant NAME "--reward.l2-min 1e-5 ..."] \
       [--iterations 250]
@@ -119,10 +123,13 @@ def score_ensemble(ensemble: reward_model.RewardEnsemble, reward_state, test: Te
   inputs = lambda obs: ensemble.inputs(reward_state.obs_stats, jnp.asarray(obs))
   raw = ensemble.member_rewards(reward_state.params, inputs(test.obs), jnp.asarray(test.action))
   norm = reward_model.update_norm(reward_model.init_norm(raw.shape[0]), raw, 1.0)
-  step = np.asarray(reward_model.apply_norm(norm, raw))
+  members = np.asarray(reward_model.normalize_members(norm, raw))
   frag = ensemble.fragment_returns(reward_state.params, inputs(test.fragments(test.obs)),
                                    jnp.asarray(test.fragments(test.action)))
-  return score(step, np.asarray(frag.mean(0)), test)
+  spread, healthy = members.std(0), test.healthy > 0.5
+  return {**score(members.mean(0), np.asarray(frag.mean(0)), test),
+          "spread_healthy": float(spread[healthy].mean()) if healthy.any() else float("nan"),
+          "spread_unhealthy": float(spread[~healthy].mean()) if (~healthy).any() else float("nan")}
 
 
 def retrain(reward_cfg: reward_model.RewardModelConfig, buffer, obs_stats, iterations: int,
