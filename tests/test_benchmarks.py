@@ -278,6 +278,38 @@ def test_reward_probe_scores_against_the_task_reward():
                                               test.envs[5, 1]])
 
 
+# -- benchmarks/label_audit.py: sorting labelled pairs by what they show of the healthy range --
+
+def test_label_audit_sorts_pairs_by_the_healthy_range_and_scores_the_exits():
+  import numpy as np
+  audit = load_benchmark("label_audit")
+  length = 4
+  obs = np.zeros((5, 2, length, 11), np.float32)
+  obs[..., audit.HEIGHT] = 1.2                 # upright, pitch 0: inside the range
+  obs[0, :, :, audit.HEIGHT] = 0.3             # pair 0: two fallen fragments
+  obs[1, 1, 2:, audit.PITCH] = 0.25            # pair 1: the second leaves the range (2 steps)
+  obs[1, 1, :, audit.SPEED] = 3.0              # ... and is faster by 1 m/s
+  obs[1, 0, :, audit.SPEED] = 2.0
+  obs[2, 0, 1:, audit.PITCH] = -0.3            # pair 2: the first leaves it (3 steps) ...
+  obs[2, 0, :, audit.SPEED] = 1.0              # ... and is slower by 0.5 m/s
+  obs[2, 1, :, audit.SPEED] = 1.5
+  obs[3, 0, :, audit.HEIGHT] = 0.5             # pair 3: fallen against upright: not an exit
+  label = np.array([0.5, 1.0, 1.0, 0.0, 1.0])  # pair 2's teacher preferred the exiting one
+  out = audit.audit(obs, label, z_min=0.7, angle_max=0.2, bins=2)
+  assert (out["labels"], out["ties"], out["both_fallen"], out["both_healthy"],
+          out["exit_vs_healthy"]) == (5, 1, 1, 1, 2)
+  assert [(b["from"], b["to"], b["labels"]) for b in out["by_order_asked"]] == [(0, 2, 2),
+                                                                                 (2, 5, 3)]
+  assert out["by_order_asked"][0]["exit_vs_healthy"] == 1
+  ex = out["exit_vs_healthy_pairs"]
+  assert ex["teacher_preferred_healthy"] == pytest.approx(0.5)
+  assert ex["steps_outside_mean"] == pytest.approx(2.5)
+  assert ex["exit_faster_by_mean_m_per_s"] == pytest.approx((1.0 - 0.5) / 2)
+  assert ex["exit_faster_share"] == pytest.approx(0.5)
+  # no exits, no exit statistics
+  assert "exit_vs_healthy_pairs" not in audit.audit(obs[[0, 3, 4]], label[[0, 3, 4]], 0.7, 0.2)
+
+
 def test_arms_reports_every_score_per_seed_and_saves_each_arms_config(tmp_path):
   out = run_script("arms.py", "--tiny", "--seeds", "2", "--arms", "preferences",
                    "--total-env-steps", "512", "--out", str(tmp_path))

@@ -306,3 +306,16 @@ def test_reward_probe_scores_the_runs_reward_and_a_retrained_one(cli_run):
     assert np.isfinite(spreads).any() and np.all(spreads[np.isfinite(spreads)] > 0)
   np.testing.assert_allclose(out["models"]["l2_fixed"]["l2"], [1e-5, 1e-5], rtol=1e-6)
   assert 0 <= out["test_healthy_fraction"] <= 1
+
+
+def test_label_audit_reads_a_run_directory(cli_run, capsys):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "bench_label_audit", os.path.join(ROOT, "benchmarks", "label_audit.py"))
+  audit = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(audit)
+  assert audit.main([cli_run, "--bins", "2"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["labels"] == 24 and sum(b["labels"] for b in out["by_order_asked"]) == 24
+  assert out["both_fallen"] + out["both_healthy"] + out["exit_vs_healthy"] <= 24
+  assert audit.main([os.path.dirname(cli_run), "--bins", "2"]) == 2   # not a run directory
