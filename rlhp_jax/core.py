@@ -198,7 +198,7 @@ class RLHP:
         reward_state.params, self.ensemble.inputs(reward_state.obs_stats, obs), action)
     pairs, score, known_ties = fragments.select(
         k_select, seg, p.pairs_per_iteration, p.fragment_length, p.selection, p.oversample,
-        member_returns, p.even_margin, p.same_step_pairs)
+        member_returns, p.even_margin, p.same_step_pairs, p.random_share)
     query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
                   disagreement=score, teacher_key=k_teach, learn_key=k_learn)
     metrics["prefs/warmup"] = warmup

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from rlhp_jax import sampling
@@ -177,15 +178,38 @@ def demote(score: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.where(mask, score - drop, score)
 
 
+def uniform_slots(num_pairs: int, share: float) -> np.ndarray:
+  """Which of a query's ``num_pairs`` places take a uniform pick at ``share``: bool [num_pairs],
+  spread evenly (place i when floor((i + 1) share) passes an integer), so any first n places
+  hold about n * share of them."""
+  i = np.arange(num_pairs)
+  return np.floor((i + 1) * share + 1e-9) > np.floor(i * share + 1e-9)
+
+
+def keep_with_uniform_picks(score: jax.Array, num_pairs: int, share: float) -> jax.Array:
+  """Indices [num_pairs] into candidates scored [N]: the best by ``score`` in decreasing order,
+  with the ``uniform_slots`` places holding candidates outside that best set, the ones drawn
+  first (candidates are drawn iid, so these are a uniform pick among the rest)."""
+  slots = uniform_slots(num_pairs, share)
+  n_top = int(num_pairs - slots.sum())
+  order = jnp.argsort(-score)
+  rest = jnp.sort(order[n_top:])[:num_pairs - n_top]
+  keep = jnp.zeros((num_pairs,), order.dtype)
+  keep = keep.at[np.flatnonzero(~slots)].set(order[:n_top])
+  return keep.at[np.flatnonzero(slots)].set(rest)
+
+
 def select(key, transitions, num_pairs: int, length: int, mode: str, oversample: int,
-           member_returns_fn, even_margin: float = 0.0, same_step: bool = False):
+           member_returns_fn, even_margin: float = 0.0, same_step: bool = False,
+           random_share: float = 0.0):
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
   mode "random": pairs drawn uniformly. modes "disagreement", "entropy" and "information":
   ``num_pairs * oversample`` candidates, the ``num_pairs`` with the largest score
   (``SCORES[mode]``) kept, in decreasing order, known ties (``known_ties`` at ``even_margin``)
-  last. With ``same_step`` both fragments of a candidate start at one episode step
+  last; with ``random_share`` that share of places holds uniform picks among the rest
+  (``keep_with_uniform_picks``). With ``same_step`` both fragments of a candidate start at one episode step
   (``transitions.episode_step``). member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
   Returns (FragmentPairs [num_pairs], the ensemble disagreement of the kept pairs [num_pairs],
   reported whatever the mode, the fraction of candidates that were known ties).
@@ -199,6 +223,10 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   spread = disagreement(returns)
   ties = known_ties(returns, even_margin)
   if active:
-    _, keep = jax.lax.top_k(demote(SCORES[mode](returns), ties), num_pairs)
+    ranked = demote(SCORES[mode](returns), ties)
+    if random_share > 0:
+      keep = keep_with_uniform_picks(ranked, num_pairs, random_share)
+    else:
+      _, keep = jax.lax.top_k(ranked, num_pairs)
     cand, spread = jax.tree.map(lambda x: x[keep], (cand, spread))
   return cand, spread, jnp.mean(ties)

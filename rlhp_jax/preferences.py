@@ -46,6 +46,13 @@ class PreferenceConfig:
   oversample: int = 10
   """Candidate pairs drawn per selected pair for disagreement, entropy or information
   selection."""
+  random_share: float = 0.0
+  """With disagreement, entropy or information selection: this share of each query's pairs is
+  drawn uniformly from the candidates the score did not keep, spread evenly through the query
+  (0.25: every fourth pair), so a query cut short by the schedule keeps the share. Uncertainty
+  scores never ask about pairs the ensemble is sure of, so they cannot find where it is sure
+  and wrong (a fast hop that leaves the healthy range against a slower one that stays in, when
+  the reward prices an exit too low); uniform picks can. 0 turns this off."""
   even_margin: float = 0.0
   """Candidates that every ensemble member predicts within this distance of 1/2 (ties the
   ensemble already knows, e.g. two fragments of a fallen hopper) rank below all others in
@@ -82,6 +89,8 @@ class PreferenceConfig:
     v.one_of(self.selection, ("disagreement", "entropy", "information", "random"),
              "prefs.selection")
     v.positive_int(self.oversample, "prefs.oversample")
+    v.require(0 <= self.random_share <= 1, "prefs.random_share",
+              f"must be a share in [0, 1] (0 turns it off), got {self.random_share!r}")
     v.non_negative(self.even_margin, "prefs.even_margin")
     v.require(self.even_margin < 0.5, "prefs.even_margin",
               f"must be below 0.5 (0 turns it off), got {self.even_margin!r}")

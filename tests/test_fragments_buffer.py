@@ -60,6 +60,30 @@ def select_five_of_fifty(mode, members=sine_members, even_margin=0.0):
   return chosen, spread, everything, all_spread
 
 
+def test_random_share_puts_uniform_picks_among_the_best_scored_pairs():
+  """prefs.random_share: every fourth place of a query holds a candidate the score did not
+  keep (the first drawn of the rest), the others are the best-scored in order; share 0 is
+  plain top-k, share 1 the first candidates drawn (uniform)."""
+  np.testing.assert_array_equal(fragments.uniform_slots(8, 0.25),
+                                [0, 0, 0, 1, 0, 0, 0, 1])
+  assert fragments.uniform_slots(32, 0.1).sum() == 3 and not fragments.uniform_slots(5, 0).any()
+  assert fragments.uniform_slots(6, 1.0).all()
+  score = jnp.array([0.5, 9.0, 1.0, 8.0, 7.0, 0.1, 6.0, 5.0, 4.0, 3.0, 2.0, 0.0])
+  keep = np.asarray(fragments.keep_with_uniform_picks(score, 8, 0.25))
+  np.testing.assert_array_equal(keep, [1, 3, 4, 0, 6, 7, 8, 2])
+  np.testing.assert_array_equal(fragments.keep_with_uniform_picks(score, 3, 1.0), [0, 1, 2])
+  # through select(): the same candidates, the best six in order, places 3 and 7 leftovers
+  key, tr = jax.random.PRNGKey(4), fake_transitions()
+  _, plain, _ = fragments.select(key, tr, 8, 4, "disagreement", 10, sine_members)
+  _, mixed, _ = fragments.select(key, tr, 8, 4, "disagreement", 10, sine_members,
+                                 random_share=0.25)
+  mixed, plain = np.asarray(mixed), np.asarray(plain)
+  np.testing.assert_allclose(mixed[[0, 1, 2, 4, 5, 6]], plain[:6])
+  assert mixed[3] <= plain[5] and mixed[7] <= plain[5]
+  with pytest.raises(Exception, match="prefs.random_share"):
+    preferences.PreferenceConfig(random_share=1.5)
+
+
 def test_entropy_selection_keeps_the_pairs_the_ensemble_calls_even():
   """Entropy selection ranks by how near 1/2 the members' mean P[1 preferred] is: a pair whose
   members are all mildly unsure beats one they are all sure of, and a pair two sure members
