@@ -111,6 +111,7 @@ def main(argv=None):
   out = args.out or tempfile.mkdtemp(prefix="rlhp-arms-")
   os.makedirs(out, exist_ok=True)
   result = {"benchmark": "arms", "experiment": base.name, "seeds_per_arm": args.seeds,
+            "eval_action": base.run.eval_action,
             "returns": "final deterministic evaluation, 10 episodes x 1000 steps per seed; "
                        "gym_return: Gym's reward until the first unhealthy step; seals_return: "
                        "forward + 1 per healthy step - 1e-3|a|^2 over 1000 steps; task_return: "

@@ -24,7 +24,9 @@ The policy is evaluated with the clock stopped:
   * and, for a finer curve, every ``--eval-every`` PPO env steps inside the agent's training
     (an SB3 callback at the start of a rollout, i.e. just after a PPO update).
 One evaluation = ``--eval-episodes`` deterministic 1000-step seals/Hopper-v1 episodes (same
-reset seed every time). From each episode:
+reset seed every time), the policy acting by ``--eval-action`` (SB3's clip of the mean, or the
+mean of the clipped control: ``vs_imitation.py`` passes the rule our experiment evaluates by).
+From each episode:
   * ``seals_return``: the seals env's own reward summed over the 1000 steps: forward velocity
     + 1 per step ending healthy - 1e-3 |a|^2 (no termination); what imitation reports;
   * ``gym_return``: Gym Hopper's reward (forward + 1 - 1e-3 |a|^2, the bonus paid on every step
@@ -86,6 +88,10 @@ def parse_args(argv=None):
                  help="PPO env steps between extra evaluations inside the agent's training "
                       "(0: only after each preference-comparison iteration)")
   p.add_argument("--eval-episodes", type=int, default=1)
+  p.add_argument("--eval-action", choices=["clip_mean", "mean_applied"], default="clip_mean",
+                 help="how the evaluated policy acts without noise: clip of the Gaussian's mean "
+                      "(SB3's deterministic=True) or the mean of the clipped control, E[clip(a)] "
+                      "(rlhp-jax's run.eval_action of the same name)")
   p.add_argument("--torch-threads", type=int, default=1,
                  help="torch's intra-op threads (0: torch's default, one per core). One is "
                       "imitation's best here: SB3 PPO's 64x64 nets gain nothing from a second "
@@ -119,7 +125,31 @@ def episode_returns(steps) -> dict:
           "forward_speed": float(sum(s["dx"] for s in steps) / duration) if duration else 0.0}
 
 
-def run_episode(policy, env, seed: int) -> dict:
+def expected_clipped(mean, std, low, high):
+  """E[clip(a, low, high)] for a ~ N(mean, std^2), per dimension (numpy, closed form)."""
+  import math
+  import numpy as np
+  cdf = np.vectorize(lambda x: 0.5 * (1.0 + math.erf(x / math.sqrt(2.0))))
+  pdf = lambda x: np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)  # noqa: E731
+  lo, hi = (low - mean) / std, (high - mean) / std
+  inside = mean * (cdf(hi) - cdf(lo)) + std * (pdf(lo) - pdf(hi))
+  return np.clip(inside + low * cdf(lo) + high * (1.0 - cdf(hi)), low, high)
+
+
+def noiseless_action(policy, obs, rule: str):
+  """SB3's deterministic action (clip of the mean: predict clips to the box) or, for
+  ``mean_applied``, the mean of the clipped control under the policy's Gaussian."""
+  if rule == "clip_mean":
+    return policy.predict(obs, deterministic=True)[0]
+  import torch
+  obs_t, _ = policy.obs_to_tensor(obs)
+  with torch.no_grad():
+    dist = policy.get_distribution(obs_t).distribution
+  space = policy.action_space
+  return expected_clipped(dist.mean.numpy()[0], dist.stddev.numpy()[0], space.low, space.high)
+
+
+def run_episode(policy, env, seed: int, rule: str = "clip_mean") -> dict:
   """One deterministic seals episode; returns ``episode_returns`` plus the largest gap between
   the env's reward and forward + 1[healthy] - ctrl (0 if our health check matches seals')."""
   import numpy as np
@@ -127,7 +157,7 @@ def run_episode(policy, env, seed: int) -> dict:
   data, dt = env.unwrapped.data, env.unwrapped.dt
   steps, gap = [], 0.0
   for _ in range(EPISODE_STEPS):
-    action, _ = policy.predict(obs, deterministic=True)  # SB3 clips to the action box
+    action = noiseless_action(policy, obs, rule)
     x0 = float(data.qpos[0])
     obs, reward, terminated, truncated, _ = env.step(action)
     dx = float(data.qpos[0]) - x0
@@ -228,8 +258,8 @@ def run(args) -> dict:
                                     if loop_origin[0] is not None else None)
     t0 = time.time()
     with clock.paused():
-      eps = [run_episode(agent.policy, eval_env, 10_000 + args.seed + e)
-             for e in range(args.eval_episodes)]
+      eps = [run_episode(agent.policy, eval_env, 10_000 + args.seed + e,
+                         args.eval_action) for e in range(args.eval_episodes)]
     row = {"iteration": iteration, "agent_steps": int(agent.num_timesteps),
            "env_steps": int(venv.count), "time_s": t_train, "loop_s": t_loop,
            "eval_s": time.time() - t0}
@@ -304,7 +334,8 @@ def run(args) -> dict:
                    "fragment_length": args.fragment_length, "num_envs": args.num_envs,
                    "parallel_envs": args.parallel, "ppo_rollout_steps": PPO_ROLLOUT_STEPS,
                    "ppo": PPO_KWARGS, "policy_hidden": POLICY_HIDDEN,
-                   "eval_every": args.eval_every, "eval_episodes": args.eval_episodes},
+                   "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
+                   "eval_action": args.eval_action},
       "started_unix": STARTED_UNIX,
       "setup_s": setup_s, "loop_s": loop_s, "total_s": total_s,
       "eval_s_excluded": clock.paused_s,

@@ -283,14 +283,24 @@ def parse_args(argv=None):
   return args
 
 
+def eval_action_of(experiment_path: str, ours_extra: list[str]) -> str:
+  """The rule our run evaluates by (``run.eval_action``, after the overrides we pass), so that
+  imitation's policy is evaluated by the same one."""
+  from rlhp_jax import experiment
+  cfg = experiment.override(experiment.load_experiment(experiment_path), ours_extra)
+  return cfg.run.eval_action
+
+
 def main(argv=None):
   args = parse_args(argv)
+  ours_extra = list(FULL_OURS if args.full else SMALL_OURS) + args.ours_args.split()
+  eval_action = eval_action_of(args.experiment, ours_extra)
   imit_extra = [] if args.full else list(SMALL_IMITATION)
   if args.imitation_eval_every is not None:
     imit_extra += ["--eval-every", str(args.imitation_eval_every)]
-  imit_extra += ["--eval-episodes", str(args.imitation_eval_episodes)]
+  imit_extra += ["--eval-episodes", str(args.imitation_eval_episodes),
+                 "--eval-action", eval_action]
   imit_extra += args.imitation_args.split()
-  ours_extra = list(FULL_OURS if args.full else SMALL_OURS) + args.ours_args.split()
   reused = {}
   if args.reuse_imitation:
     with open(args.reuse_imitation) as f:
@@ -298,6 +308,7 @@ def main(argv=None):
   settings = {"size": "full" if args.full else "small", "thresholds": args.thresholds,
               "imitation_python": args.imitation_python, "imitation_args": imit_extra,
               "experiment": args.experiment, "ours_args": ours_extra,
+              "eval_action": eval_action,
               "times": "seconds from each subprocess launch; imitation's evaluations excluded"}
   seeds = []
   for seed in args.seeds:

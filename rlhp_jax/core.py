@@ -288,7 +288,8 @@ class RLHP:
   def evaluate_policy(self, params: ppo.AgentParams, key: jax.Array) -> ppo.Evaluation:
     return ppo.evaluate(self.agent, self.env, params, key,
                         num_episodes=self.cfg.run.eval_episodes,
-                        length=self.cfg.run.eval_episode_length)
+                        length=self.cfg.run.eval_episode_length,
+                        action_rule=self.cfg.run.eval_action)
 
 
 def env_batched(state: RLHPState):

@@ -18,7 +18,7 @@ from rlhp_jax.crowd.config import StorageConfig, TolokaConfig
 from rlhp_jax.envs.hopper import HopperConfig
 from rlhp_jax.envs.tasks import INSTRUCTIONS
 from rlhp_jax.human.config import HumanConfig
-from rlhp_jax.ppo import PPOConfig
+from rlhp_jax.ppo import EVAL_ACTIONS, PPOConfig
 from rlhp_jax.preferences import PreferenceConfig
 from rlhp_jax.render import ClipConfig
 from rlhp_jax.reward_model import RewardModelConfig
@@ -40,6 +40,10 @@ class RunConfig:
   eval_episode_length: int = 1000
   """Steps of each evaluation episode (1000: Gym's time limit and seals' horizon), whatever the
   training episodes' length."""
+  eval_action: str = "clip_mean"
+  """How the evaluated policy acts without noise: ``clip_mean`` (clip of the Gaussian's mean,
+  the median applied control; SB3's and brax's convention) or ``mean_applied`` (the mean of the
+  applied control, E[clip(a)]). See ``ppo.EVAL_ACTIONS``."""
   iterations_per_call: int = 10
   """Training iterations fused into one jitted call (scan); progress is reported between calls."""
   checkpoint_every: int = 250_000
@@ -56,6 +60,7 @@ class RunConfig:
     for name in ("total_env_steps", "num_seeds", "eval_every", "eval_episodes",
                  "eval_episode_length", "iterations_per_call", "checkpoint_every", "video_width", "video_height"):
       v.positive_int(getattr(self, name), f"run.{name}")
+    v.one_of(self.eval_action, EVAL_ACTIONS, "run.eval_action")
     v.require(isinstance(self.seed, int) and self.seed >= 0, "run.seed",
               f"must be an integer >= 0, got {self.seed!r}")
 

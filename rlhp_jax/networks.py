@@ -25,15 +25,22 @@ class MLP(nn.Module):
 
 
 class Policy(nn.Module):
-  """Diagonal Gaussian over actions: mean from an MLP, state-independent log std."""
+  """Diagonal Gaussian over actions: mean from an MLP, state-independent log std.
+
+  ``bounded_mean``: the mean is tanh of the MLP's output, so it stays inside the action box
+  [-1, 1] that the env clips samples to; the deterministic policy is then the Gaussian's centre,
+  not the box's corner that an unbounded mean drifts past."""
 
   hidden: Sequence[int]
   action_size: int
   init_log_std: float = 0.0
+  bounded_mean: bool = False
 
   @nn.compact
   def __call__(self, obs):
     mean = MLP(self.hidden, self.action_size, out_scale=0.01)(obs)
+    if self.bounded_mean:
+      mean = jnp.tanh(mean)
     log_std = self.param("log_std", nn.initializers.constant(self.init_log_std),
                          (self.action_size,))
     return mean, jnp.broadcast_to(log_std, mean.shape)

@@ -17,6 +17,7 @@ import functools
 from typing import Sequence
 
 import jax
+import jax.scipy.stats
 import jax.numpy as jnp
 import optax
 from flax import struct
@@ -60,6 +61,11 @@ class PPOConfig:
   policy_hidden: Sequence[int] = (64, 64)
   value_hidden: Sequence[int] = (64, 64)
   init_log_std: float = -0.5
+  bounded_mean: bool = False
+  """The policy's mean is tanh of the network's output, inside the action box [-1, 1]. Off, the
+  mean is unbounded and the deterministic policy evaluated is clip(mean): where the mean has
+  drifted past the box (the stochastic policy still reaching inside it through its noise), that
+  is a bang-bang controller the training policy never was."""
 
   def __post_init__(self):
     for name in ("num_envs", "unroll_length", "num_epochs", "num_minibatches"):
@@ -133,7 +139,8 @@ class Agent:
     self.cfg = cfg
     self.obs_size = obs_size
     self.total_updates = max(total_updates, 1)
-    self.policy_net = networks.Policy(cfg.policy_hidden, action_size, cfg.init_log_std)
+    self.policy_net = networks.Policy(cfg.policy_hidden, action_size, cfg.init_log_std,
+                                     cfg.bounded_mean)
     self.value_net = networks.Value(cfg.value_hidden)
     lr = (optax.linear_schedule(cfg.learning_rate, 0.0, self.total_updates)
           if cfg.anneal_lr else cfg.learning_rate)
@@ -164,8 +171,35 @@ class Agent:
     action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
     return action, networks.gaussian_log_prob(action, mean, log_std)
 
-  def deterministic_action(self, params: AgentParams, obs: jax.Array) -> jax.Array:
-    return self.distribution(params, obs)[0]
+  def deterministic_action(self, params: AgentParams, obs: jax.Array,
+                           rule: str = "clip_mean") -> jax.Array:
+    """The policy's action without noise, by ``rule`` (see ``EVAL_ACTIONS``)."""
+    mean, log_std = self.distribution(params, obs)
+    if rule == "mean_applied":
+      return expected_applied_action(mean, log_std)
+    return mean
+
+
+EVAL_ACTIONS = ("clip_mean", "mean_applied")
+"""How a Gaussian policy over an action box it is clipped to acts without noise:
+
+* ``clip_mean``: clip(mean), the median of the control the physics receives; what SB3 (hence
+  imitation) and brax evaluate. Where the mean has drifted past the box, this is the box's corner
+  every step although the training policy's noise still reached inside it.
+* ``mean_applied``: E[clip(a)], a ~ N(mean, std): the mean of the control the physics receives
+  under the policy that was trained (closed form below)."""
+
+
+def expected_applied_action(mean: jax.Array, log_std: jax.Array) -> jax.Array:
+  """E[clip(a, -1, 1)] for a ~ N(mean, exp(log_std)^2), per action dimension.
+
+  With lo = (-1 - mean)/std, hi = (1 - mean)/std, Phi/phi the standard normal cdf/pdf:
+  -Phi(lo) + (1 - Phi(hi)) + mean (Phi(hi) - Phi(lo)) + std (phi(lo) - phi(hi))."""
+  std = jnp.exp(log_std)
+  lo, hi = (-1.0 - mean) / std, (1.0 - mean) / std
+  cdf, pdf = jax.scipy.stats.norm.cdf, jax.scipy.stats.norm.pdf
+  inside = mean * (cdf(hi) - cdf(lo)) + std * (pdf(lo) - pdf(hi))
+  return jnp.clip(inside - cdf(lo) + (1.0 - cdf(hi)), -1.0, 1.0)
 
 
 def rollout(agent: Agent, env: Hopper, params: AgentParams, env_state: EnvState, key: jax.Array,
@@ -381,9 +415,11 @@ class Evaluation:
 
 
 def evaluate(agent: Agent, env: Hopper, params: AgentParams, key: jax.Array,
-             num_episodes: int = 10, length: int | None = None) -> Evaluation:
+             num_episodes: int = 10, length: int | None = None,
+             action_rule: str = "clip_mean") -> Evaluation:
   """Deterministic-policy evaluation: ``num_episodes`` episodes of ``length`` steps (default
-  the env's episode length), scored by every definition in ``Evaluation``."""
+  the env's episode length), the policy acting by ``action_rule`` (``EVAL_ACTIONS``), scored
+  by every definition in ``Evaluation``."""
   cfg = env.cfg
   length = length or cfg.episode_length
   states = jax.vmap(env.reset)(jax.random.split(key, num_episodes))
@@ -394,7 +430,7 @@ def evaluate(agent: Agent, env: Hopper, params: AgentParams, key: jax.Array,
 
   def one_step(carry, _):
     state, alive, gym_alive = carry
-    action = applied_action(agent.deterministic_action(params, state.obs))
+    action = applied_action(agent.deterministic_action(params, state.obs, action_rule))
     nxt = step(state, action)
     healthy = healthy_of(nxt.data.qpos, nxt.data.qvel)
     q, nq = state.data.qpos, nxt.data.qpos

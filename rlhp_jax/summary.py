@@ -94,6 +94,7 @@ def summarize(cfg, ev, *, env_steps: int, labels_per_run, last_row: dict, teache
       "wall_s": wall, "teachers": [teacher_name(t) for t in teacher_configs],
       "num_seeds": cfg.run.num_seeds,
       "eval_episodes": cfg.run.eval_episodes, "eval_episode_length": cfg.run.eval_episode_length,
+      "eval_action": cfg.run.eval_action,
       "eval_return_per_run": returns.mean(-1).tolist(),
       "eval_return_mean": float(returns.mean()),
       "eval_seals_return_per_run": np.asarray(ev.seals_return).mean(-1).tolist(),

@@ -283,3 +283,6 @@ def test_config_checks_run_when_the_config_is_built():
   for until in (0, 1.5, True):
     with pytest.raises(ConfigError, match="^prefs.labels_until: must be a share of the run"):
       PreferenceConfig(labels_until=until)
+  with pytest.raises(ConfigError, match="^run.eval_action: must be one of 'clip_mean', "
+                                        "'mean_applied', got 'median'"):
+    dataclasses.replace(cfg.run, eval_action="median")

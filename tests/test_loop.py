@@ -90,6 +90,7 @@ def test_cli_run_leaves_its_files(cli_run):
       summary["eval_gym_length_per_run"][0] <= summary["eval_episode_length"]
   assert 0 <= summary["eval_healthy_fraction_min_per_run"][0] <= \
       summary["eval_healthy_fraction_per_run"][0] <= 1
+  assert summary["eval_action"] == "clip_mean"     # the rule the figures were evaluated by
   assert all(r["time"] >= all_rows[0]["time"] for r in all_rows)
   if summary.get("video"):
     assert os.path.getsize(summary["video"]) > 1000

@@ -72,6 +72,30 @@ def test_gaussian_log_prob_matches_scipy_formula():
   np.testing.assert_allclose(networks.gaussian_log_prob(x, mu, ls), expected, rtol=1e-6)
 
 
+def test_bounded_mean_keeps_the_deterministic_action_inside_the_box():
+  # Same parameters, two policies: the unbounded one's mean leaves [-1, 1] once the last
+  # layer is scaled up; the bounded one's is its tanh, strictly inside the box.
+  cfg = ppo.PPOConfig(policy_hidden=(8,), value_hidden=(8,))
+  plain = ppo.Agent(cfg, obs_size=11, action_size=3)
+  bounded = ppo.Agent(dataclasses.replace(cfg, bounded_mean=True), obs_size=11, action_size=3)
+  params = plain.init(jax.random.PRNGKey(0))
+  big = jax.tree_util.tree_map_with_path(
+      lambda path, x: x * 150.0 if "Dense_1" in jax.tree_util.keystr(path) else x,
+      params.policy)
+  params = params.replace(policy=big)
+  obs = jax.random.normal(jax.random.PRNGKey(1), (32, 11)) * 3.0
+  raw = plain.deterministic_action(params, obs)
+  squashed = bounded.deterministic_action(params, obs)
+  assert float(jnp.abs(raw).max()) > 1.5
+  np.testing.assert_allclose(squashed, jnp.tanh(raw), rtol=1e-6)
+  assert float(jnp.abs(squashed).max()) < 1.0
+  # sampling and log-probs are about the squashed mean: noise is added after the tanh
+  action, log_prob = bounded.act(params, obs, jax.random.PRNGKey(2))
+  _, log_std = bounded.distribution(params, obs)
+  np.testing.assert_allclose(log_prob, networks.gaussian_log_prob(action, squashed, log_std),
+                             rtol=1e-5)
+
+
 def test_short_ppo_run_raises_true_return():
   """~120k env steps of PPO on gym-style Hopper: the deterministic policy's true return rises
   well above the untrained policy's (which falls over at once, ~10-80)."""
@@ -103,8 +127,19 @@ def test_evaluation_reports_every_return_by_its_definition():
   agent = ppo.Agent(ppo.PPOConfig(num_envs=4, unroll_length=8, num_minibatches=1),
                     hopper.OBS_SIZE, hopper.ACTION_SIZE)
   params = agent.init(jax.random.PRNGKey(1))
-  ev = jax.jit(lambda k: ppo.evaluate(agent, env, params, k, num_episodes=3, length=150))(
-      jax.random.PRNGKey(2))
+  evaluations = {rule: jax.jit(lambda k: ppo.evaluate(agent, env, params, k, num_episodes=3,
+                                                      length=150, action_rule=rule))(
+                     jax.random.PRNGKey(2)) for rule in ppo.EVAL_ACTIONS}
+  # the two noiseless rules act differently (the untrained mean sits inside the box with noise
+  # std 0.6: the mean of the clipped control is pulled towards 0) from the same start
+  traces = [np.asarray(e.qpos) for e in evaluations.values()]
+  np.testing.assert_allclose(traces[0][0], traces[1][0])
+  assert np.abs(traces[0][20:] - traces[1][20:]).max() > 1e-3
+  for ev in evaluations.values():
+    check_evaluation(ev, env)
+
+
+def check_evaluation(ev, env):
   qpos = np.asarray(ev.qpos)                                        # [L, E, 6] before each step
   assert qpos.shape == (150, 3, 6)
   healthy = np.asarray(ev.healthy_fraction)
@@ -120,6 +155,25 @@ def test_evaluation_reports_every_return_by_its_definition():
   # the fixed-horizon task pays nothing while unhealthy and charges the penalty: below seals
   assert (np.asarray(ev.task_return) < np.asarray(ev.seals_return)).all()
   assert np.isfinite(np.asarray(ev.forward_speed)).all()
+
+
+def test_mean_applied_action_is_the_mean_of_the_clipped_gaussian():
+  """The closed form of E[clip(a, -1, 1)], a ~ N(mean, std^2), against Monte Carlo; inside the
+  box with little noise it is the mean, far past it the corner, and in between it lies inside."""
+  mean = jnp.array([0.0, 0.3, 1.2, -2.5, 4.0, 0.95])
+  log_std = jnp.log(jnp.array([0.5, 0.05, 0.5, 0.6, 0.4, 0.63]))
+  exact = np.asarray(ppo.expected_applied_action(mean, log_std))
+  draws = mean + jnp.exp(log_std) * jax.random.normal(jax.random.PRNGKey(0), (400_000, 6))
+  np.testing.assert_allclose(exact, np.asarray(jnp.clip(draws, -1, 1).mean(0)), atol=3e-3)
+  assert abs(exact[1] - 0.3) < 1e-6 and exact[4] > 0.99
+  assert 0.0 < exact[2] < 0.9 and exact[5] < 0.8       # clip(mean) would be 1.0 and 0.95
+  agent = ppo.Agent(ppo.PPOConfig(policy_hidden=(8,), value_hidden=(8,)), 11, 3)
+  params = agent.init(jax.random.PRNGKey(1))
+  obs = jax.random.normal(jax.random.PRNGKey(2), (5, 11))
+  m, ls = agent.distribution(params, obs)
+  np.testing.assert_allclose(agent.deterministic_action(params, obs, "mean_applied"),
+                             ppo.expected_applied_action(m, ls), rtol=1e-6)
+  np.testing.assert_allclose(agent.deterministic_action(params, obs), m, rtol=1e-6)
 
 
 def test_entropy_bonus_anneals_to_zero_on_the_optimiser_clock():
