@@ -320,3 +320,24 @@ def test_label_audit_reads_a_run_directory(cli_run, capsys):
   assert out["labels"] == 24 and sum(b["labels"] for b in out["by_order_asked"]) == 24
   assert out["both_fallen"] + out["both_healthy"] + out["exit_vs_healthy"] <= 24
   assert audit.main([os.path.dirname(cli_run), "--bins", "2"]) == 2   # not a run directory
+
+
+def test_eval_actions_reproduces_the_runs_evaluation_and_scores_the_other_rule(cli_run, capsys):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "bench_eval_actions", os.path.join(ROOT, "benchmarks", "eval_actions.py"))
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  assert bench.main([cli_run]) == 0
+  out = json.loads(capsys.readouterr().out)
+  with open(os.path.join(cli_run, "summary.json")) as f:
+    summary = json.load(f)
+  own = out["rules"][out["run_eval_action"]]            # the run's rule, its keys: same figures
+  for name, key in (("gym_return", "eval_gym_return_per_run"),
+                    ("seals_return", "eval_seals_return_per_run"),
+                    ("healthy_fraction_worst_episode", "eval_healthy_fraction_min_per_run")):
+    np.testing.assert_allclose(own[name]["per_seed"], summary[key], rtol=1e-5)
+  other = out["rules"]["mean_applied"]["gym_return"]["per_seed"]
+  np.testing.assert_allclose(out["gym_return_difference"]["per_seed"],
+                             np.subtract(other, own["gym_return"]["per_seed"]), rtol=1e-5)
+  assert bench.main([os.path.dirname(cli_run)]) == 2                  # not a run directory
