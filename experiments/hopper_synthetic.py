@@ -27,6 +27,10 @@ were ties (two fragments of a fallen hopper, label 1/2). Over 8 seeds: Gym-rules
 3592], seals-style 3419 [2881, 3592], healthy 0.98 [0.84, 1.00], five seeds upright through
 every episode; 1.00 of the true-reward arm's Gym-rules IQM (ratio interval [0.62, 1.31]). See
 benchmarks/RESULTS.md.
+
+Evaluated by clip(mean) (``run.eval_action``'s default). Session 20: by the mean of the clipped
+control (``"mean_applied"``) seed 0 scores Gym-rules 2338 instead of 128; over 8 seeds, paired,
++47 [-5, 340] on this arm and +35 [21, 173] with the task's reward (benchmarks/RESULTS.md).
 """
 
 from rlhp_jax.envs.hopper import HopperConfig
