@@ -103,10 +103,21 @@ def test_vs_imitation_times_to_thresholds_and_ratios(tmp_path):
   to_final = block["ratios"]["to_imitation_final"]
   assert (to_final["ours_s"], to_final["imitation_s"]) == (80.0, 201.0)
   assert to_final["ours_over_imitation"] == pytest.approx(80 / 201)
+  assert to_final["imitation_improved"] is True
+  to_best = block["ratios"]["to_imitation_best"]  # its peak, 1500 at 201 s; ours 2500 at 80 s
+  assert (to_best["seals_return"], to_best["ours_s"], to_best["imitation_s"]) == (1500, 80.0, 201.0)
+  # an imitation run that ends below its initial policy's score: flagged, its best still timed
+  fell = {**imitation, "curve": [dict(p, seals_return=s) for p, s in
+                                 zip(imitation["curve"], [300, 1200, 500, 250])]}
+  fallen = vs.compare_seed(1, fell, {"curve": curve}, vs.THRESHOLDS)["ratios"]
+  assert fallen["to_imitation_final"]["imitation_improved"] is False
+  assert fallen["to_imitation_final"]["ours_s"] == 50.0  # ours passes 250 at its first evaluation
+  assert fallen["to_imitation_best"]["ours_over_imitation"] == pytest.approx(80 / 101)  # 1200
   assert block["ratios"]["ours_3000_over_imitation_loop"]["ratio"] == pytest.approx(110 / 290)
   out = vs.assemble({"size": "small"}, [block], vs.machine())
   assert out["summary"]["bar_third_of_imitation_time"] is False
   assert out["summary"]["bar_3000_within_imitation_loop"] is True
+  assert out["summary"]["ours_over_imitation_to_its_best"] == [pytest.approx(80 / 201)]
   json.dumps(out)  # serialisable as printed
 
 
