@@ -148,6 +148,11 @@ def _ratio(a, b):
   return a / b if a is not None and b not in (None, 0) else None
 
 
+def _time_to(curve, value):
+  """Seconds to the first point of ``curve`` whose seals-style return reaches ``value``."""
+  return None if value is None else time_to_thresholds(curve, [value])[_label(value)]
+
+
 def compare_seed(seed: int, imitation: dict | None, ours: dict | None, thresholds) -> dict:
   """One seed's JSON block. ``imitation`` / ``ours``: dicts with ``curve`` (points as made by
   ``imitation_curve`` / ``our_curve``) and their side's extra figures."""
@@ -161,15 +166,11 @@ def compare_seed(seed: int, imitation: dict | None, ours: dict | None, threshold
                  **{k: v for k, v in side.items() if k != "curve"}, "curve": curve}
   if imitation is not None and ours is not None:
     target = out["imitation"]["final"].get("seals_return")
-    theirs_t = (time_to_thresholds(imitation["curve"], [target])[_label(target)]
-                if target is not None else None)
-    ours_t = (time_to_thresholds(ours["curve"], [target])[_label(target)]
-              if target is not None else None)
-    ours_3000 = time_to_thresholds(ours["curve"], [3000.0])["3000"]
+    theirs_t, ours_t = _time_to(imitation["curve"], target), _time_to(ours["curve"], target)
+    ours_3000 = _time_to(ours["curve"], 3000.0)
     returns = [p["seals_return"] for p in imitation["curve"] if p.get("seals_return") is not None]
     best = max(returns) if returns else None
-    best_theirs = time_to_thresholds(imitation["curve"], [best])[_label(best)] if best else None
-    best_ours = time_to_thresholds(ours["curve"], [best])[_label(best)] if best else None
+    best_theirs, best_ours = _time_to(imitation["curve"], best), _time_to(ours["curve"], best)
     out["ratios"] = {
         "to_imitation_final": {"seals_return": target, "ours_s": ours_t, "imitation_s": theirs_t,
                                "ours_over_imitation": _ratio(ours_t, theirs_t),
@@ -195,9 +196,9 @@ def summarize(seeds: list[dict]) -> dict:
     return {}
   r1 = [s["ratios"]["to_imitation_final"]["ours_over_imitation"] for s in blocks]
   r2 = [s["ratios"]["ours_3000_over_imitation_loop"]["ratio"] for s in blocks]
+  r_best = [s["ratios"]["to_imitation_best"]["ours_over_imitation"] for s in blocks]
   return {"ours_over_imitation_to_its_final": r1,
-          "ours_over_imitation_to_its_best": [s["ratios"]["to_imitation_best"]["ours_over_imitation"]
-                                              for s in blocks],
+          "ours_over_imitation_to_its_best": r_best,
           "ours_3000_over_imitation_loop": r2,
           "bar_third_of_imitation_time": all(r is not None and r <= 1 / 3 for r in r1),
           "bar_3000_within_imitation_loop": all(r is not None and r <= 1 for r in r2)}
