@@ -4,8 +4,9 @@ One iteration (``RLHP.iteration``):
 
     collect   ``prefs.rollouts_per_iteration`` x (rollout with the policy -> relabel with the
               reward ensemble -> PPO update; frozen while the initial share of labels is
-              collected) -> candidate pairs cut within episodes of those rollouts -> keep the
-              most-disagreed (or random) pairs                                    -> Query
+              collected) -> candidate pairs cut within episodes of those rollouts (with
+              ``prefs.archive_size``, a share paired with fragments of earlier iterations)
+              -> keep the most-disagreed (or random) pairs                        -> Query
     label     synthetic teacher on the pairs' oracle rewards (or, in the external driver, a
               gatherer on the host)
     learn     append labelled pairs to the fixed-capacity buffer -> reward-ensemble SGD + L2 rule
@@ -60,6 +61,7 @@ class RLHPState:
   rl_env_steps: jax.Array   # [] int32, env steps since RL started (after the initial labels)
   iteration: jax.Array      # [] int32
   key: jax.Array
+  archive: fragments.Archive | None = None   # earlier iterations' fragments (prefs.archive_size)
 
 
 @struct.dataclass
@@ -117,7 +119,11 @@ class RLHP:
                                        p.fragment_length, hopper.OBS_SIZE, hopper.ACTION_SIZE,
                                        self.cfg.reward.ensemble_size),
         requested=jnp.zeros((), jnp.int32), rl_env_steps=jnp.zeros((), jnp.int32),
-        iteration=jnp.zeros((), jnp.int32), key=key)
+        iteration=jnp.zeros((), jnp.int32), key=key,
+        archive=(fragments.init_archive(p.archive_size, p.fragment_length, hopper.OBS_SIZE,
+                                        hopper.ACTION_SIZE, self.env.mj_model.nq,
+                                        self.env.mj_model.nv)
+                 if self.preference_learning and p.archive_size > 0 else None))
 
   def init_runs(self, keys: jax.Array) -> RLHPState:
     """States of several runs stacked on a leading axis (seeds x teacher settings).
@@ -196,9 +202,15 @@ class RLHP:
     reward_state = self.ensemble.observe(state.reward, seg.obs)
     member_returns = lambda obs, action: self.ensemble.fragment_returns(
         reward_state.params, self.ensemble.inputs(reward_state.obs_stats, obs), action)
-    pairs, score, known_ties = fragments.select(
+    pairs, score, known_ties, archived = fragments.select(
         k_select, seg, p.pairs_per_iteration, p.fragment_length, p.selection, p.oversample,
-        member_returns, p.even_margin, p.same_step_pairs, p.random_share)
+        member_returns, p.even_margin, p.same_step_pairs, p.random_share, state.archive,
+        p.archive_share)
+    archive = state.archive
+    if archive is not None:
+      archive = fragments.archive_add(archive, jax.random.fold_in(k_select, 2), seg,
+                                      p.fragment_length, p.pairs_per_iteration)
+      metrics["prefs/archived_pairs"] = archived
     query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
                   disagreement=score, teacher_key=k_teach, learn_key=k_learn)
     metrics["prefs/warmup"] = warmup
@@ -208,7 +220,7 @@ class RLHP:
     metrics["prefs/known_ties"] = known_ties
     state = state.replace(
         ppo=new_ppo, reward=reward_state, key=key, iteration=state.iteration + 1,
-        reward_norm=norm,
+        reward_norm=norm, archive=archive,
         rl_env_steps=state.rl_env_steps + jnp.where(warmup, 0, self.iteration_env_steps))
     return state, query, Metrics(mean=metrics, last={})
 

@@ -13,6 +13,13 @@ member calls an even tie scores nothing). With an ``even_margin``, candidates th
 predicts within that distance of 1/2 (ties the ensemble already knows, such as two fragments of
 a fallen hopper) rank below all others in any active mode: each label spent on one is wasted.
 With ``same_step`` the two fragments of a candidate start at the same step of their episodes.
+
+An ``Archive`` keeps fragments cut from earlier iterations' rollouts (a ring). With an archive,
+a share of the candidates pair a fragment of this iteration's rollouts with one drawn from it,
+so a query can compare what the policy does now with what it did a few hundred thousand steps
+ago (PEBBLE, Lee et al. 2021, queries from its whole replay buffer): when a policy starts to
+trade the healthy range for speed, its fast exits can meet slower upright hops of its past,
+pairs that one policy's own rollouts rarely hold.
 """
 
 from __future__ import annotations
@@ -35,6 +42,65 @@ class FragmentPairs:
   true_reward: jax.Array  # [N, 2, L] oracle rewards: for synthetic teachers and diagnostics only
   qpos: jax.Array         # [N, 2, L, nq] physical states for rendering the clips
   qvel: jax.Array         # [N, 2, L, nv]
+
+
+@struct.dataclass
+class Archive:
+  """Single fragments kept from earlier iterations, a ring of capacity M: ``fragments`` is a
+  ``FragmentPairs`` without its pair axis (leaves [M, L, ...], actions as applied), ``count``
+  how many were ever written (entry ``count % M`` is overwritten next)."""
+
+  fragments: FragmentPairs
+  count: jax.Array   # [] int32
+
+  @property
+  def capacity(self) -> int:
+    return self.fragments.true_reward.shape[0]
+
+
+def init_archive(capacity: int, length: int, obs_size: int, action_size: int, nq: int,
+                 nv: int) -> Archive:
+  z = lambda *shape: jnp.zeros((capacity, length) + shape)
+  return Archive(fragments=FragmentPairs(obs=z(obs_size), action=z(action_size),
+                                         true_reward=z(), qpos=z(nq), qvel=z(nv)),
+                 count=jnp.zeros((), jnp.int32))
+
+
+def archive_add(archive: Archive, key: jax.Array, transitions, length: int,
+                num: int) -> Archive:
+  """Writes ``num`` fragments cut at uniform valid starts of ``transitions`` ([T, B], any
+  leaves ``cut`` reads plus ``done``) over the oldest entries. ``num`` <= capacity."""
+  ok = valid_starts(transitions.done, length)
+  flat = sampling.weighted_choice(key, ok.ravel(), (num,))
+  num_envs = transitions.done.shape[1]
+  frags = cut(transitions, flat // num_envs, flat % num_envs, length)      # leaves [num, L]
+  slot = (archive.count + jnp.arange(num)) % archive.capacity
+  kept = jax.tree.map(lambda dst, src: dst.at[slot].set(src.astype(dst.dtype)),
+                      archive.fragments, frags)
+  return Archive(fragments=kept, count=archive.count + num)
+
+
+def with_archived_partners(key: jax.Array, cand: FragmentPairs, archive: Archive,
+                           share: float) -> tuple[FragmentPairs, jax.Array]:
+  """``cand`` ([N, 2, L] pairs drawn i.i.d.) with the first round(N * share) pairs' second
+  fragment replaced by one drawn uniformly from the archive's filled entries, then each of
+  those pairs put in random order (a rater never learns which side is the past). Unchanged
+  while the archive is empty. Returns (pairs, from_archive [N] bool)."""
+  k_draw, k_flip = jax.random.split(key)
+  n = cand.true_reward.shape[0]
+  filled = jnp.minimum(archive.count, archive.capacity)
+  idx = jnp.floor(jax.random.uniform(k_draw, (n,)) * filled).astype(jnp.int32)
+  idx = jnp.clip(idx, 0, archive.capacity - 1)
+  use = (jnp.arange(n) < int(round(n * share))) & (archive.count > 0)
+  flip = use & jax.random.bernoulli(k_flip, 0.5, (n,))
+
+  def mix(c, a):
+    at = lambda m: m.reshape((n,) + (1,) * (c.ndim - 2))
+    second = jnp.where(at(use), a[idx].astype(c.dtype), c[:, 1])
+    pair = jnp.stack([c[:, 0], second], axis=1)
+    return jnp.where(at(flip)[:, None], pair[:, ::-1], pair)
+
+  return jax.tree.map(mix, cand, archive.fragments), use
 
 
 def valid_starts(done: jax.Array, length: int) -> jax.Array:
@@ -201,7 +267,8 @@ def keep_with_uniform_picks(score: jax.Array, num_pairs: int, share: float) -> j
 
 def select(key, transitions, num_pairs: int, length: int, mode: str, oversample: int,
            member_returns_fn, even_margin: float = 0.0, same_step: bool = False,
-           random_share: float = 0.0):
+           random_share: float = 0.0, archive: Archive | None = None,
+           archive_share: float = 0.0):
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
@@ -210,15 +277,22 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   (``SCORES[mode]``) kept, in decreasing order, known ties (``known_ties`` at ``even_margin``)
   last; with ``random_share`` that share of places holds uniform picks among the rest
   (``keep_with_uniform_picks``). With ``same_step`` both fragments of a candidate start at one episode step
-  (``transitions.episode_step``). member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
+  (``transitions.episode_step``). With an ``archive``, ``archive_share`` of the candidates
+  pair a fragment of the rollout with an archived one (``with_archived_partners``; the starts
+  drawn are the same as without). member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
   Returns (FragmentPairs [num_pairs], the ensemble disagreement of the kept pairs [num_pairs],
-  reported whatever the mode, the fraction of candidates that were known ties).
+  reported whatever the mode, the fraction of candidates that were known ties, the fraction of
+  kept pairs with an archived fragment).
   """
   active = mode != "random"
   n_cand = num_pairs * (oversample if active else 1)
   t0, env = sample_starts(key, n_cand, transitions.done, length,
                           transitions.episode_step if same_step else None)
   cand = cut(transitions, t0, env, length)
+  from_archive = jnp.zeros((n_cand,), bool)
+  if archive is not None and archive_share > 0:
+    cand, from_archive = with_archived_partners(jax.random.fold_in(key, 1), cand, archive,
+                                                archive_share)
   returns = member_returns_fn(cand.obs, cand.action)
   spread = disagreement(returns)
   ties = known_ties(returns, even_margin)
@@ -228,5 +302,5 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
       keep = keep_with_uniform_picks(ranked, num_pairs, random_share)
     else:
       _, keep = jax.lax.top_k(ranked, num_pairs)
-    cand, spread = jax.tree.map(lambda x: x[keep], (cand, spread))
-  return cand, spread, jnp.mean(ties)
+    cand, spread, from_archive = jax.tree.map(lambda x: x[keep], (cand, spread, from_archive))
+  return cand, spread, jnp.mean(ties), jnp.mean(from_archive)

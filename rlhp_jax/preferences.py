@@ -70,6 +70,15 @@ class PreferenceConfig:
   controls. Off: the two starts are drawn independently. Measured on the main job (session 17):
   it multiplies the ties (a falling policy falls at the same step in every env, so both
   fragments show a fallen hopper): 99-623 of 700 labels per seed."""
+  archive_size: int = 0
+  """Fragments kept from earlier iterations' rollouts (a ring; ``pairs_per_iteration`` fragments
+  of each iteration's rollouts are written over the oldest), so that candidate pairs can set
+  what the policy does now against what it did before (``fragments.Archive``). 0 turns it off.
+  The main job's iteration is 8,192 env steps, so 2,048 reach about 0.5 M steps back."""
+  archive_share: float = 0.5
+  """With an archive: the share of candidate pairs whose second fragment is drawn from it
+  (uniformly over its entries, either side of the pair). Selection then ranks them with the
+  others."""
   rollouts_per_iteration: int = 1
   """PPO rollouts (each followed by its PPO update) per RLHP iteration. Pairs are selected from
   all of them, then labelled, and the reward model trains once: with small PPO batches this
@@ -97,6 +106,12 @@ class PreferenceConfig:
     v.require(self.even_margin < 0.5, "prefs.even_margin",
               f"must be below 0.5 (0 turns it off), got {self.even_margin!r}")
     v.positive_int(self.rollouts_per_iteration, "prefs.rollouts_per_iteration")
+    size = self.archive_size
+    v.require(isinstance(size, int) and not isinstance(size, bool)
+              and (size == 0 or size >= self.pairs_per_iteration), "prefs.archive_size",
+              f"must be 0 (off) or at least prefs.pairs_per_iteration "
+              f"({self.pairs_per_iteration}), got {size!r}")
+    v.probability(self.archive_share, "prefs.archive_share")
 
   @property
   def initial_labels(self) -> int:

@@ -38,8 +38,8 @@ def test_disagreement_selection_keeps_the_most_disputed_pairs():
     return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
 
   key = jax.random.PRNGKey(4)
-  chosen, score, _ = fragments.select(key, tr, 5, 4, "disagreement", 10, member_returns)
-  everything, all_scores, _ = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
+  chosen, score, _, _ = fragments.select(key, tr, 5, 4, "disagreement", 10, member_returns)
+  everything, all_scores, _, _ = fragments.select(key, tr, 50, 4, "random", 1, member_returns)
   np.testing.assert_allclose(score, np.sort(np.asarray(all_scores))[::-1][:5], rtol=1e-6)
   np.testing.assert_array_equal(chosen.true_reward,
                                 everything.true_reward[np.argsort(-np.asarray(all_scores))[:5]])
@@ -55,8 +55,8 @@ def select_five_of_fifty(mode, members=sine_members, even_margin=0.0):
   """``mode``'s choice of 5 pairs among 50 candidates, and the same 50 candidates drawn
   uniformly (same key): (chosen, its disagreement, all 50, their disagreement)."""
   key, tr = jax.random.PRNGKey(4), fake_transitions()
-  chosen, spread, _ = fragments.select(key, tr, 5, 4, mode, 10, members, even_margin)
-  everything, all_spread, _ = fragments.select(key, tr, 50, 4, "random", 1, members)
+  chosen, spread, _, _ = fragments.select(key, tr, 5, 4, mode, 10, members, even_margin)
+  everything, all_spread, _, _ = fragments.select(key, tr, 50, 4, "random", 1, members)
   return chosen, spread, everything, all_spread
 
 
@@ -74,8 +74,8 @@ def test_random_share_puts_uniform_picks_among_the_best_scored_pairs():
   np.testing.assert_array_equal(fragments.keep_with_uniform_picks(score, 3, 1.0), [0, 1, 2])
   # through select(): the same candidates, the best six in order, places 3 and 7 leftovers
   key, tr = jax.random.PRNGKey(4), fake_transitions()
-  _, plain, _ = fragments.select(key, tr, 8, 4, "disagreement", 10, sine_members)
-  _, mixed, _ = fragments.select(key, tr, 8, 4, "disagreement", 10, sine_members,
+  _, plain, _, _ = fragments.select(key, tr, 8, 4, "disagreement", 10, sine_members)
+  _, mixed, _, _ = fragments.select(key, tr, 8, 4, "disagreement", 10, sine_members,
                                  random_share=0.25)
   mixed, plain = np.asarray(mixed), np.asarray(plain)
   np.testing.assert_allclose(mixed[[0, 1, 2, 4, 5, 6]], plain[:6])
@@ -168,7 +168,7 @@ def test_known_ties_rank_last_with_an_even_margin():
   rest = ~tie(everything)
   expected = np.sort(ent(everything)[rest])[::-1][:5]
   np.testing.assert_allclose(np.sort(ent(chosen))[::-1], expected, rtol=1e-6)
-  _, _, share = fragments.select(jax.random.PRNGKey(4), fake_transitions(), 50, 4, "random", 1,
+  _, _, share, _ = fragments.select(jax.random.PRNGKey(4), fake_transitions(), 50, 4, "random", 1,
                                  fallen_and_sine_members, 0.03)
   assert float(share) == pytest.approx(tie(everything).mean())
 
@@ -221,7 +221,7 @@ def test_same_step_pairs_start_both_fragments_at_one_episode_step():
   # select() passes the clock on when asked to
   tr = fake_transitions(T, B).replace(done=jnp.asarray(done), episode_step=jnp.asarray(clock))
   members = lambda o, a: jnp.zeros((1,) + o.shape[:2])
-  pairs, _, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1, members,
+  pairs, _, _, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1, members,
                                  same_step=True)
   first_steps = np.asarray(pairs.true_reward)[:, :, 0].astype(int)      # t * 100 + env codes
   s = clock[first_steps // 100, first_steps % 100]
@@ -255,7 +255,7 @@ def test_fragments_never_straddle_an_episode_reset():
   crossing = np.mean([done[t:t + L - 1, b].any() for t, b in all_starts])
   assert crossing > 0.25
   # the pairs select() hands out obey the same rule
-  pairs, _, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1,
+  pairs, _, _, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1,
                                  lambda o, a: jnp.zeros((1,) + o.shape[:2]))
   steps = np.asarray(pairs.true_reward) // 100        # the time code of each step
   assert (np.diff(steps, axis=-1) == 1).all()
@@ -396,3 +396,54 @@ def test_weighted_choice_draws_in_proportion_and_never_a_zero_weight():
   jaxpr = str(jax.make_jaxpr(lambda k: sampling.weighted_choice(k, jnp.ones(7616), (320, 2)))(
       jax.random.PRNGKey(0)))
   assert "320,2,7616" not in jaxpr.replace(" ", "")
+
+
+def test_archive_keeps_the_latest_fragments_each_inside_one_episode():
+  tr = fake_transitions()
+  tr = tr.replace(done=tr.done.at[9, :].set(True))          # every env's episode ends at step 9
+  archive = fragments.init_archive(8, 4, 11, 3, 6, 6)
+  archive = fragments.archive_add(archive, jax.random.PRNGKey(0), tr, 4, 5)
+  first = np.asarray(archive.fragments.true_reward[:5])
+  archive = fragments.archive_add(archive, jax.random.PRNGKey(1), tr, 4, 5)
+  kept = np.asarray(archive.fragments.true_reward)
+  assert int(archive.count) == 10 and archive.capacity == 8
+  # a ring: the second write went to slots 5, 6, 7, 0, 1; slots 2-4 still hold the first's
+  np.testing.assert_array_equal(kept[2:5], first[2:5])
+  assert not np.array_equal(kept[[0, 1]], first[[0, 1]])
+  for frag in kept:                       # code = 100 t + env: 4 consecutive steps of one env
+    np.testing.assert_array_equal(np.diff(frag), 100)
+    t0 = int(frag[0]) // 100
+    assert t0 + 3 <= 9 or t0 >= 10       # never across the reset after step 9
+  np.testing.assert_array_equal(archive.fragments.obs[..., 0], kept)   # leaves stay aligned
+
+
+def test_archived_partners_replace_one_side_of_the_share_asked():
+  tr = fake_transitions()
+  empty = fragments.init_archive(16, 4, 11, 3, 6, 6)
+  archive = fragments.archive_add(empty, jax.random.PRNGKey(0), tr, 4, 16)
+  archive = archive.replace(fragments=jax.tree.map(lambda x: -1.0 - x, archive.fragments))
+  key = jax.random.PRNGKey(3)
+  cand = fragments.cut(tr, *fragments.sample_starts(key, 40, tr.done, 4), 4)
+  mixed, used = fragments.with_archived_partners(key, cand, archive, 0.25)
+  used = np.asarray(used)
+  np.testing.assert_array_equal(used, np.arange(40) < 10)
+  r = np.asarray(mixed.true_reward)
+  past = r < 0                                                  # archived fragments are negative
+  np.testing.assert_array_equal(past.all(-1).sum(-1), used.astype(int))  # one side, whole
+  assert 0 < past[used, 0, 0].sum() < 10               # the archived side is not always second
+  np.testing.assert_array_equal(r[~used], np.asarray(cand.true_reward)[~used])
+  same, none = fragments.with_archived_partners(key, cand, empty, 0.25)   # empty: unchanged
+  assert not np.asarray(none).any()
+  np.testing.assert_array_equal(same.true_reward, cand.true_reward)
+  # through select: the rollout's starts are those drawn without an archive, and the share of
+  # kept pairs with an archived fragment is reported
+  plain, _, _, share0 = fragments.select(key, tr, 40, 4, "random", 1, sine_members)
+  withp, _, _, share = fragments.select(key, tr, 40, 4, "random", 1, sine_members,
+                                        archive=archive, archive_share=0.25)
+  assert float(share0) == 0.0 and float(share) == 0.25
+  np.testing.assert_array_equal(np.asarray(withp.true_reward)[10:],
+                                np.asarray(plain.true_reward)[10:])
+  with pytest.raises(Exception, match="prefs.archive_size"):
+    preferences.PreferenceConfig(archive_size=2, pairs_per_iteration=4)
+  with pytest.raises(Exception, match="prefs.archive_share"):
+    preferences.PreferenceConfig(archive_share=1.5)

@@ -19,7 +19,8 @@ from support import tiny
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_synthetic.py")
-TINY = tiny.args(total_env_steps=1024, video=True)
+# with an archive of earlier fragments, so the drivers' agreement and the resume cover it too
+TINY = tiny.args(1024, True, "--prefs.archive-size", "8")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,9 @@ def test_cli_run_leaves_its_files(cli_run):
     assert key in rows[-1]
   # the share of candidates every member called a tie (prefs.even_margin's test) is a fraction
   assert all(0.0 <= v <= 1.0 for r in rows for v in r["prefs/known_ties"])
+  # from the second iteration on, queries pair rollout fragments with archived ones
+  archived = [v for r in rows for v in r["prefs/archived_pairs"]]
+  assert all(0.0 <= v <= 1.0 for v in archived) and max(archived) > 0
   # the final evaluation is the last row, with every return the summary reports
   final = all_rows[-1]
   assert final.get("final") and final["env_steps"] == 1024
