@@ -67,6 +67,12 @@ class RewardModelConfig:
   ensemble has not learned to judge pays more until it is queried. 0 turns it off."""
   exploration_bonus_timescale: float = 5e5
   """beta decays as beta_0 * exp(-t / timescale) over the env steps of RL (t)."""
+  pessimism: float = 0.0
+  """A constant weight subtracted from beta for the whole run: PPO's reward is the members'
+  mean normalised reward minus ``pessimism`` times their standard deviation, so behaviour the
+  members disagree on (where the labels have not pinned the reward down) pays less instead of
+  more: a guard against a policy drifting where the learned reward is too kind, such as
+  exits from the healthy range priced too low. 0 turns it off."""
   normalization_rate: float = 0.05
   """Weight of each new rollout batch in the running mean and std that normalise each member's
   reward (an exponential moving average). 1 normalises every batch by its own statistics, which
@@ -90,6 +96,7 @@ class RewardModelConfig:
               f"need 0 < l2_low < l2_high, got {self.l2_low!r}, {self.l2_high!r}")
     v.non_negative(self.exploration_bonus, "reward.exploration_bonus")
     v.positive(self.exploration_bonus_timescale, "reward.exploration_bonus_timescale")
+    v.non_negative(self.pessimism, "reward.pessimism")
     v.require(0 < self.normalization_rate <= 1, "reward.normalization_rate",
               f"must be in (0, 1], got {self.normalization_rate!r}")
     v.require(self.l2_factor > 1, "reward.l2_factor", f"must be > 1, got {self.l2_factor!r}")
@@ -138,9 +145,11 @@ def apply_norm(norm: RewardNorm, raw: jax.Array) -> jax.Array:
 
 
 def exploration_beta(cfg: RewardModelConfig, rl_env_steps) -> jax.Array:
-  """The optimistic bonus's weight after ``rl_env_steps`` of RL: beta_0 exp(-t / timescale)."""
+  """The weight of the members' spread in PPO's reward after ``rl_env_steps`` of RL:
+  beta_0 exp(-t / timescale) - pessimism (negative: a penalty for disagreement)."""
   t = jnp.asarray(rl_env_steps, jnp.float32)
-  return cfg.exploration_bonus * jnp.exp(-t / cfg.exploration_bonus_timescale)
+  return (cfg.exploration_bonus * jnp.exp(-t / cfg.exploration_bonus_timescale)
+          - cfg.pessimism)
 
 
 class RewardNet(nn.Module):

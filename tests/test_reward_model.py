@@ -232,7 +232,8 @@ def test_state_only_reward_nets_ignore_the_action():
 
 def test_optimistic_bonus_adds_the_members_spread_and_decays():
   """PPO's reward with the bonus: the members' mean normalised reward plus beta times their
-  standard deviation, beta = beta_0 exp(-t / timescale); beta_0 = 0 leaves the plain mean."""
+  standard deviation, beta = beta_0 exp(-t / timescale) - pessimism; beta_0 = 0 leaves the
+  plain mean."""
   from rlhp_jax import core
   from rlhp_jax.envs import hopper
   from rlhp_jax.experiment import ExperimentConfig
@@ -253,3 +254,13 @@ def test_optimistic_bonus_adds_the_members_spread_and_decays():
   np.testing.assert_allclose(plain, members.mean(0), atol=1e-4)
   np.testing.assert_allclose(bonus, members.mean(0) + 0.5 * members.std(0), atol=1e-4)
   assert float(norm.batches) == 1 and beta == 0.5
+  # pessimism: a constant weight taken off beta, so the spread is charged, not paid
+  sceptic = rm.RewardModelConfig(exploration_bonus=0.5, exploration_bonus_timescale=1000.0,
+                                 pessimism=0.75)
+  np.testing.assert_allclose(rm.exploration_beta(sceptic, 0), -0.25)
+  np.testing.assert_allclose(rm.exploration_beta(sceptic, 1e9), -0.75)
+  charged, _ = system.learned_reward((state.reward, state.reward_norm,
+                                      rm.exploration_beta(sceptic, 1e9)), tr)
+  np.testing.assert_allclose(charged, members.mean(0) - 0.75 * members.std(0), atol=1e-4)
+  with pytest.raises(Exception, match="reward.pessimism"):
+    rm.RewardModelConfig(pessimism=-0.1)
