@@ -74,7 +74,8 @@ class RewardModelConfig:
   more: a guard against a policy drifting where the learned reward is too kind, such as
   exits from the healthy range priced too low. 0 turns it off. Measured on the main job
   (session 22, 8 seeds, benchmarks/RESULTS.md): at 0.5 Gym-rules IQM 749 [163, 2350], three
-  seeds upright but standing still (speed 0.65 m/s [0.04, 2.31]); not adopted."""
+  seeds upright but standing still (speed 0.65 m/s [0.04, 2.31]); at 0.2 2647 [380, 3447],
+  four seeds upright through every episode against the main job's five; not adopted."""
   normalization_rate: float = 0.05
   """Weight of each new rollout batch in the running mean and std that normalise each member's
   reward (an exponential moving average). 1 normalises every batch by its own statistics, which
