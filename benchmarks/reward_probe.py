@@ -28,7 +28,10 @@ Scores per model (JSON on stdout):
   much more as the two differ.
 
   python benchmarks/reward_probe.py RUN_DIR [--variant NAME "--reward.l2-min 1e-5 ..."] \
-      [--iterations 250]
+      [--iterations 250] [--run I] [--online-only]
+
+``--run I`` probes the I-th run of a multi-seed directory (an arm of ``benchmarks/arms.py``);
+``--online-only`` skips the retrained variants.
 """
 
 from __future__ import annotations
@@ -152,16 +155,21 @@ def retrain(reward_cfg: reward_model.RewardModelConfig, buffer, obs_stats, itera
 
 
 def probe(run_dir: str, variants: dict[str, list[str]], *, iterations: int, steps: int,
-          pairs: int, seed: int = 0) -> dict:
+          pairs: int, seed: int = 0, run: int = 0) -> dict:
   restored = checkpoint.restore_run(run_dir)
   cfg = restored.config
-  state = jax.tree.map(lambda x: x[0], restored.state)       # the first run of the stack
+  runs = int(np.asarray(restored.state.iteration).shape[0])
+  if not 0 <= run < runs:
+    raise config_errors.ConfigError(f"--run: the run directory holds runs 0-{runs - 1}, "
+                                    f"got {run}")
+  state = jax.tree.map(lambda x: x[run], restored.state)     # one run of the stack
   reward_cfgs = {name: experiment.override(cfg, o).reward for name, o in variants.items()}
   system = core.RLHP(cfg)
   key_test, key_train = jax.random.split(jax.random.PRNGKey(seed))
   test = make_test_set(system, state, key_test, steps, pairs)
   buffer = state.buffer
   out = {"benchmark": "reward_probe", "experiment": cfg.name, "checkpoint": restored.step,
+         "run": run,
          "labels": int(buffer.count), "test_steps": int(test.true_reward.size),
          "test_pairs": pairs, "test_healthy_fraction": float(test.healthy.mean()),
          "true_healthy_price": healthy_price(test.true_reward, test.obs[..., SPEED_INDEX],
@@ -196,11 +204,16 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=1024, help="test rollout length per env")
   p.add_argument("--pairs", type=int, default=4000, help="random test fragment pairs")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--run", type=int, default=0,
+                 help="which run of a multi-seed run directory (an arm's seed), default 0")
+  p.add_argument("--online-only", action="store_true",
+                 help="score only the reward the run trained; no retrained variants")
   args = p.parse_args(argv)
-  variants = {name: shlex.split(o) for name, o in (args.variant or [("as_run", "")])}
+  variants = ({} if args.online_only else
+              {name: shlex.split(o) for name, o in (args.variant or [("as_run", "")])})
   try:
     result = probe(args.run_dir, variants, iterations=args.iterations, steps=args.steps,
-                   pairs=args.pairs, seed=args.seed)
+                   pairs=args.pairs, seed=args.seed, run=args.run)
   except (checkpoint.CheckpointError, config_errors.ConfigError) as e:
     print(f"reward_probe: {e}", file=sys.stderr)
     return 2

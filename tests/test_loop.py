@@ -310,7 +310,11 @@ def test_reward_probe_scores_the_runs_reward_and_a_retrained_one(cli_run):
     spreads = np.array([model["spread_healthy"], model["spread_unhealthy"]])
     assert np.isfinite(spreads).any() and np.all(spreads[np.isfinite(spreads)] > 0)
   np.testing.assert_allclose(out["models"]["l2_fixed"]["l2"], [1e-5, 1e-5], rtol=1e-6)
-  assert 0 <= out["test_healthy_fraction"] <= 1
+  assert 0 <= out["test_healthy_fraction"] <= 1 and out["run"] == 0
+  # a multi-seed directory's other runs by --run; one it does not hold is one line, no output
+  with pytest.raises(config_errors.ConfigError, match="--run: the run directory holds runs 0-0"):
+    probe.probe(cli_run, {}, iterations=2, steps=24, pairs=16, run=1)
+  assert probe.main([cli_run, "--run", "3", "--online-only"]) == 2
 
 
 def test_label_audit_reads_a_run_directory(cli_run, capsys):
