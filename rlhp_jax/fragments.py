@@ -70,10 +70,8 @@ def archive_add(archive: Archive, key: jax.Array, transitions, length: int,
                 num: int) -> Archive:
   """Writes ``num`` fragments cut at uniform valid starts of ``transitions`` ([T, B], any
   leaves ``cut`` reads plus ``done``) over the oldest entries. ``num`` <= capacity."""
-  ok = valid_starts(transitions.done, length)
-  flat = sampling.weighted_choice(key, ok.ravel(), (num,))
-  num_envs = transitions.done.shape[1]
-  frags = cut(transitions, flat // num_envs, flat % num_envs, length)      # leaves [num, L]
+  frags = cut(transitions, *uniform_starts(key, transitions.done, length, (num,)),
+              length)                                                         # leaves [num, L]
   slot = (archive.count + jnp.arange(num)) % archive.capacity
   kept = jax.tree.map(lambda dst, src: dst.at[slot].set(src.astype(dst.dtype)),
                       archive.fragments, frags)
@@ -116,6 +114,13 @@ def valid_starts(done: jax.Array, length: int) -> jax.Array:
   return (ends[starts + length - 1] - ends[starts]) == 0
 
 
+def uniform_starts(key: jax.Array, done: jax.Array, length: int, shape: tuple[int, ...]):
+  """(time, env) starts of ``shape``, uniform over the starts whose fragment stays inside one
+  episode (uniform over every start when there is none)."""
+  flat = sampling.weighted_choice(key, valid_starts(done, length).ravel(), shape)
+  return flat // done.shape[1], flat % done.shape[1]
+
+
 def sample_starts(key: jax.Array, num_pairs: int, done: jax.Array, length: int,
                   episode_step: jax.Array | None = None):
   """Random (time, env) starts for both fragments of ``num_pairs`` pairs, uniform over the
@@ -124,12 +129,10 @@ def sample_starts(key: jax.Array, num_pairs: int, done: jax.Array, length: int,
   With ``episode_step`` ([T, B] int, the env's clock at each step) the second start of a pair
   is drawn uniformly from the other valid starts at the same episode step as the first (and
   independently, as without it, when the first is the only one at its step)."""
+  if episode_step is None:
+    return uniform_starts(key, done, length, (num_pairs, 2))
   ok = valid_starts(done, length)                                  # [S, B]
   num_envs = done.shape[1]
-  # (no valid start at all: weighted_choice draws uniformly over every start)
-  if episode_step is None:
-    flat = sampling.weighted_choice(key, ok.ravel(), (num_pairs, 2))
-    return flat // num_envs, flat % num_envs
   k_first, k_second, k_any = jax.random.split(key, 3)
   first = sampling.weighted_choice(k_first, ok.ravel(), (num_pairs,))
   second = _same_step_partner(k_second, first, episode_step[:ok.shape[0]], ok)
