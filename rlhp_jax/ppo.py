@@ -66,6 +66,14 @@ class PPOConfig:
   mean is unbounded and the deterministic policy evaluated is clip(mean): where the mean has
   drifted past the box (the stochastic policy still reaching inside it through its noise), that
   is a bang-bang controller the training policy never was."""
+  bounds_cost: float = 0.0
+  """Weight of a penalty on the policy mean's excursion past the action box [-1, 1]:
+  ``bounds_cost * mean(sum_dims max(|mean| - 1, 0)^2)`` is added to the loss (the "bounds loss"
+  of rl_games' continuous PPO). The env clips the Gaussian sample, so past the box the policy
+  gradient no longer sees the mean and it drifts (the main job's final policy: 59% of mean
+  actions outside the box, up to 4.5); the deterministic policy clip(mean) is then the box's
+  corner although the trained policy's noise still reached inside. Unlike ``bounded_mean`` the
+  parametrisation and its gradients inside the box are unchanged. 0 turns it off."""
 
   def __post_init__(self):
     for name in ("num_envs", "unroll_length", "num_epochs", "num_minibatches"):
@@ -79,6 +87,7 @@ class PPOConfig:
     v.positive(self.clip_eps, "ppo.clip_eps")
     v.non_negative(self.value_cost, "ppo.value_cost")
     v.non_negative(self.entropy_cost, "ppo.entropy_cost")
+    v.non_negative(self.bounds_cost, "ppo.bounds_cost")
     v.positive(self.max_grad_norm, "ppo.max_grad_norm")
     v.positive(self.reward_scale, "ppo.reward_scale")
     for name in ("policy_hidden", "value_hidden"):
@@ -275,7 +284,8 @@ def ppo_loss(params: AgentParams, batch: Batch, *, agent: Agent, entropy_cost=No
   ratio   = exp(log pi(a|s) - log pi_old(a|s))
   L_pi    = -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))
   L_v     = 0.5 * mean((V(s) - target)^2)
-  loss    = L_pi + value_cost * L_v - entropy_cost * mean(H[pi(.|s)])
+  L_box   = mean(sum_dims max(|mean(s)| - 1, 0)^2)   (the mean's excursion past the box)
+  loss    = L_pi + value_cost * L_v - entropy_cost * mean(H[pi(.|s)]) + bounds_cost * L_box
   Advantages are normalised per minibatch when ``normalize_advantages``. ``entropy_cost``
   defaults to the config's (``entropy_weight`` gives the annealed one).
   """
@@ -293,10 +303,19 @@ def ppo_loss(params: AgentParams, batch: Batch, *, agent: Agent, entropy_cost=No
   value_loss = 0.5 * jnp.mean((agent.value(params, batch.obs) - batch.target) ** 2)
   entropy = jnp.mean(networks.gaussian_entropy(log_std))
   loss = policy_loss + cfg.value_cost * value_loss - entropy_cost * entropy
+  if cfg.bounds_cost > 0:
+    loss = loss + cfg.bounds_cost * box_excursion(mean)
   metrics = {"ppo/policy_loss": policy_loss, "ppo/value_loss": value_loss,
              "ppo/entropy": entropy, "ppo/approx_kl": jnp.mean((ratio - 1) - log_ratio),
-             "ppo/clip_frac": jnp.mean(jnp.abs(ratio - 1) > cfg.clip_eps)}
+             "ppo/clip_frac": jnp.mean(jnp.abs(ratio - 1) > cfg.clip_eps),
+             "ppo/mean_outside_box": jnp.mean(jnp.abs(mean) > 1.0)}
   return loss, metrics
+
+
+def box_excursion(mean: jax.Array) -> jax.Array:
+  """mean over samples of sum over action dims of max(|mean| - 1, 0)^2: how far the policy's
+  mean [N, A] has left the action box."""
+  return jnp.mean(jnp.sum(jnp.maximum(jnp.abs(mean) - 1.0, 0.0) ** 2, axis=-1))
 
 
 def trainable(params: AgentParams):

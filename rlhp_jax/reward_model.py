@@ -23,6 +23,9 @@ from rlhp_jax import config_errors as v
 from rlhp_jax import running_stats, sampling
 
 
+REWARD_HEADS = ("linear", "gated")
+
+
 @dataclasses.dataclass(frozen=True)
 class RewardModelConfig:
   """Reward ensemble and its training."""
@@ -61,6 +64,13 @@ class RewardModelConfig:
   whose reward is a function of the state (fixed-horizon hop forward has no control cost); an
   action input then only lets a member fit label noise through the actions, which the policy
   can exploit without changing what it does."""
+  head: str = "linear"
+  """The nets' output layer. ``"linear"``: r = w . h(s, a) + b, the trunk's features summed.
+  ``"gated"``: three outputs (g, u, c) of the trunk and r = sigmoid(g) * u + c, a reward that
+  can switch a term off where a learned gate closes (as "progress counts only while healthy"
+  does in the fixed-horizon Hopper task, whose exits lose their forward reward). An additive
+  net explains a label against a faster exit with a bump of the exit's size; a gated one can
+  explain it by closing the gate, which prices every exit by what it would otherwise earn."""
   exploration_bonus: float = 0.0
   """beta_0 of an optimistic bonus for PPO (Liang et al. 2022, RUNE): the reward PPO sees is
   the members' mean normalised reward plus beta * their standard deviation, so behaviour the
@@ -97,6 +107,8 @@ class RewardModelConfig:
     v.non_negative(self.l2_init, "reward.l2_init")
     v.require(0 < self.l2_low < self.l2_high, "reward.l2_low",
               f"need 0 < l2_low < l2_high, got {self.l2_low!r}, {self.l2_high!r}")
+    v.require(self.head in REWARD_HEADS, "reward.head",
+              f"must be one of {', '.join(REWARD_HEADS)}, got {self.head!r}")
     v.non_negative(self.exploration_bonus, "reward.exploration_bonus")
     v.positive(self.exploration_bonus_timescale, "reward.exploration_bonus_timescale")
     v.non_negative(self.pessimism, "reward.pessimism")
@@ -156,16 +168,21 @@ def exploration_beta(cfg: RewardModelConfig, rl_env_steps) -> jax.Array:
 
 
 class RewardNet(nn.Module):
-  """r(s, a): MLP over [obs, action] -> scalar (r(s) when ``use_action`` is off)."""
+  """r(s, a): MLP over [obs, action] -> scalar (r(s) when ``use_action`` is off); the output
+  layer is ``head`` (see ``RewardModelConfig.head``)."""
 
   hidden: Sequence[int]
   use_action: bool = True
+  head: str = "linear"
 
   @nn.compact
   def __call__(self, obs, action):
     x = jnp.concatenate([obs, action], axis=-1) if self.use_action else obs
     for width in self.hidden:
       x = nn.leaky_relu(nn.Dense(width)(x), 0.01)
+    if self.head == "gated":
+      gate, term, offset = jnp.moveaxis(nn.Dense(3)(x), -1, 0)
+      return jax.nn.sigmoid(gate) * term + offset
     return nn.Dense(1)(x)[..., 0]
 
 
@@ -182,7 +199,7 @@ class RewardEnsemble:
 
   def __init__(self, cfg: RewardModelConfig, obs_size: int, action_size: int):
     self.cfg = cfg
-    self.net = RewardNet(cfg.hidden, cfg.use_action)
+    self.net = RewardNet(cfg.hidden, cfg.use_action, cfg.head)
     self.obs_size, self.action_size = obs_size, action_size
     self.optimizer = optax.adam(cfg.learning_rate)
 

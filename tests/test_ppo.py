@@ -96,6 +96,50 @@ def test_bounded_mean_keeps_the_deterministic_action_inside_the_box():
                              rtol=1e-5)
 
 
+def test_bounds_cost_charges_the_mean_past_the_box_and_pulls_it_back():
+  # Same parameters scaled so the mean leaves [-1, 1]; the loss with bounds_cost differs from
+  # the plain loss by exactly bounds_cost * mean(sum max(|mean| - 1, 0)^2), and a few Adam steps
+  # on the bounds term alone bring the mean inside the box (where it adds nothing).
+  cfg = ppo.PPOConfig(num_envs=4, unroll_length=8, num_minibatches=1, policy_hidden=(8,),
+                      value_hidden=(8,), normalize_observations=False)
+  plain = ppo.Agent(cfg, obs_size=11, action_size=3)
+  boxed = ppo.Agent(dataclasses.replace(cfg, bounds_cost=0.5), obs_size=11, action_size=3)
+  params = plain.init(jax.random.PRNGKey(0))
+  big = jax.tree_util.tree_map_with_path(
+      lambda path, x: x * 400.0 if "Dense_1" in jax.tree_util.keystr(path) else x, params.policy)
+  params = params.replace(policy=big)
+  obs = jax.random.normal(jax.random.PRNGKey(1), (32, 11))
+  mean, log_std = plain.distribution(params, obs)
+  action = mean + jnp.exp(log_std) * jax.random.normal(jax.random.PRNGKey(2), mean.shape)
+  batch = ppo.Batch(obs=obs, action=action,
+                    log_prob=networks.gaussian_log_prob(action, mean, log_std),
+                    advantage=jax.random.normal(jax.random.PRNGKey(3), (32,)),
+                    target=jnp.zeros(32))
+  excursion = np.mean(np.sum(np.maximum(np.abs(np.asarray(mean)) - 1.0, 0.0) ** 2, axis=-1))
+  assert excursion > 1.0
+  loss_plain, m_plain = ppo.ppo_loss(params, batch, agent=plain)
+  loss_boxed, m_boxed = ppo.ppo_loss(params, batch, agent=boxed)
+  np.testing.assert_allclose(loss_boxed - loss_plain, 0.5 * excursion, rtol=1e-4)
+  np.testing.assert_allclose(m_plain["ppo/mean_outside_box"],
+                             np.mean(np.abs(np.asarray(mean)) > 1.0), rtol=1e-6)
+  with pytest.raises(Exception, match="ppo.bounds_cost"):
+    ppo.PPOConfig(bounds_cost=-1.0)
+
+  # descent on the bounds term alone: the mean comes back inside the box and stays there
+  import optax
+  opt = optax.adam(1e-2)
+  weights = params.policy
+  state = opt.init(weights)
+  box_loss = lambda w: ppo.box_excursion(boxed.policy_net.apply(w, obs)[0])
+  step = jax.jit(lambda w, s: (lambda g: (lambda u, s2: (optax.apply_updates(w, u), s2))(
+      *opt.update(g, s, w)))(jax.grad(box_loss)(w)))
+  for _ in range(300):
+    weights, state = step(weights, state)
+  after = boxed.policy_net.apply(weights, obs)[0]
+  assert float(jnp.abs(after).max()) < 1.05
+  assert float(box_loss(weights)) < 1e-3 * excursion
+
+
 def test_short_ppo_run_raises_true_return():
   """~120k env steps of PPO on gym-style Hopper: the deterministic policy's true return rises
   well above the untrained policy's (which falls over at once, ~10-80)."""
