@@ -70,7 +70,11 @@ class RewardModelConfig:
   can switch a term off where a learned gate closes (as "progress counts only while healthy"
   does in the fixed-horizon Hopper task, whose exits lose their forward reward). An additive
   net explains a label against a faster exit with a bump of the exit's size; a gated one can
-  explain it by closing the gate, which prices every exit by what it would otherwise earn."""
+  explain it by closing the gate, which prices every exit by what it would otherwise earn.
+  Measured on the main job (session 23, 8 seeds, benchmarks/RESULTS.md): it does not; the
+  learned price of a healthy step stays at 0.43 [0.11, 1.22] m/s of speed (linear: 0.57 [0.16,
+  1.38]; the task's ~4), Gym-rules IQM 1842 [275, 3272] against 3215 [1894, 3591], with two
+  seeds fallen and still and one standing; not adopted."""
   exploration_bonus: float = 0.0
   """beta_0 of an optimistic bonus for PPO (Liang et al. 2022, RUNE): the reward PPO sees is
   the members' mean normalised reward plus beta * their standard deviation, so behaviour the
