@@ -77,8 +77,9 @@ class PPOConfig:
   box are unchanged. 0 turns it off. Measured at 0.1 on the main job's two arms (session 23,
   8 seeds, benchmarks/RESULTS.md): PPO on the task's reward stays in Gym's range through every
   evaluation episode on all 8 seeds (Gym-rules IQM 3502 [3383, 3567]); PPO on the learned
-  reward does not gain (1196 [233, 3399], three seeds upright against five); not adopted,
-  since both arms share the PPO."""
+  reward does not gain (1196 [233, 3399], three seeds upright against five); at 0.01 neither
+  arm moves (1093 [202, 3381]; 3342 [2339, 3532]). Not adopted, since both arms share the
+  PPO."""
 
   def __post_init__(self):
     for name in ("num_envs", "unroll_length", "num_epochs", "num_minibatches"):
