@@ -6,6 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from rlhp_jax import core, networks, ppo
@@ -126,13 +127,16 @@ def test_bounds_cost_charges_the_mean_past_the_box_and_pulls_it_back():
     ppo.PPOConfig(bounds_cost=-1.0)
 
   # descent on the bounds term alone: the mean comes back inside the box and stays there
-  import optax
   opt = optax.adam(1e-2)
+  box_loss = lambda w: ppo.box_excursion(boxed.policy_net.apply(w, obs)[0])
+
+  @jax.jit
+  def step(w, opt_state):
+    updates, opt_state = opt.update(jax.grad(box_loss)(w), opt_state, w)
+    return optax.apply_updates(w, updates), opt_state
+
   weights = params.policy
   state = opt.init(weights)
-  box_loss = lambda w: ppo.box_excursion(boxed.policy_net.apply(w, obs)[0])
-  step = jax.jit(lambda w, s: (lambda g: (lambda u, s2: (optax.apply_updates(w, u), s2))(
-      *opt.update(g, s, w)))(jax.grad(box_loss)(w)))
   for _ in range(300):
     weights, state = step(weights, state)
   after = boxed.policy_net.apply(weights, obs)[0]

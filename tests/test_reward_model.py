@@ -260,7 +260,7 @@ def test_gated_head_is_a_gate_times_a_term_plus_an_offset_and_learns_a_gated_rew
                                               validation_fraction=0.25), 11, 3)
   buf = preferences.init_buffer(256, length, 11, 3, 2)
   buf = preferences.add(buf, pair_obs, pair_act, label, jnp.ones(n, bool), true, k[2], 0.25, True)
-  trained, metrics = jax.jit(lambda s, b, key: rm.train(ens, s, b, key))(
+  _, metrics = jax.jit(lambda s, b, key: rm.train(ens, s, b, key))(
       ens.init(k[3]), buf, jax.random.PRNGKey(9))
   assert float(metrics["reward/val_accuracy"]) > 0.75
 
