@@ -5,7 +5,9 @@ One iteration (``RLHP.iteration``):
     collect   ``prefs.rollouts_per_iteration`` x (rollout with the policy -> relabel with the
               reward ensemble -> PPO update; frozen while the initial share of labels is
               collected) -> candidate pairs cut within episodes of those rollouts (with
-              ``prefs.archive_size``, a share paired with fragments of earlier iterations)
+              ``prefs.archive_size``, a share paired with fragments of earlier iterations;
+              with ``prefs.branch_share``, a share paired with branches of the policy run
+              from their first state with its control offset)
               -> keep the most-disagreed (or random) pairs                        -> Query
     label     synthetic teacher on the pairs' oracle rewards (or, in the external driver, a
               gatherer on the host)
@@ -20,12 +22,13 @@ last value are two fields, not a rule on metric names.
 
 from __future__ import annotations
 
+import functools
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlhp_jax import fragments, ppo, preferences, reward_model, teachers
+from rlhp_jax import branches, fragments, ppo, preferences, reward_model, teachers
 from rlhp_jax.envs import hopper
 from rlhp_jax.experiment import ExperimentConfig
 
@@ -202,15 +205,17 @@ class RLHP:
     reward_state = self.ensemble.observe(state.reward, seg.obs)
     member_returns = lambda obs, action: self.ensemble.fragment_returns(
         reward_state.params, self.ensemble.inputs(reward_state.obs_stats, obs), action)
-    pairs, score, known_ties, archived = fragments.select(
+    pairs, score, known_ties, partners = fragments.select(
         k_select, seg, p.pairs_per_iteration, p.fragment_length, p.selection, p.oversample,
         member_returns, p.even_margin, p.same_step_pairs, p.random_share, state.archive,
-        p.archive_share)
+        p.archive_share, self.branch_fn(new_ppo.params))
     archive = state.archive
     if archive is not None:
       archive = fragments.archive_add(archive, jax.random.fold_in(k_select, 2), seg,
                                       p.fragment_length, p.pairs_per_iteration)
-      metrics["prefs/archived_pairs"] = archived
+      metrics["prefs/archived_pairs"] = partners["archived"]
+    if p.branch_share > 0:
+      metrics["prefs/branched_pairs"] = partners["branched"]
     query = Query(pairs=pairs, mask=jnp.arange(p.pairs_per_iteration) < n_request,
                   disagreement=score, teacher_key=k_teach, learn_key=k_learn)
     metrics["prefs/warmup"] = warmup
@@ -223,6 +228,17 @@ class RLHP:
         reward_norm=norm, archive=archive,
         rl_env_steps=state.rl_env_steps + jnp.where(warmup, 0, self.iteration_env_steps))
     return state, query, Metrics(mean=metrics, last={})
+
+  def branch_fn(self, params: ppo.AgentParams):
+    """What ``fragments.select`` calls to pair candidates with branches of the policy with
+    ``params`` (``prefs.branch_share``); None when off."""
+    p = self.cfg.prefs
+    if p.branch_share == 0:
+      return None
+    rollout_fn = functools.partial(branches.rollout, self.agent, self.env, params,
+                                   length=p.fragment_length, noise=p.branch_noise)
+    return functools.partial(branches.with_branched_partners, share=p.branch_share,
+                             rollout_fn=rollout_fn)
 
   def learn(self, state: RLHPState, query: Query, label: jax.Array,
             valid: jax.Array) -> tuple[RLHPState, Metrics]:

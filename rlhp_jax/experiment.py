@@ -115,6 +115,10 @@ class ExperimentConfig:
                 f"collecting the initial {self.prefs.initial_labels} labels takes "
                 f"{self.warmup_iterations} iterations, the whole run has "
                 f"{self.num_iterations}; raise pairs_per_iteration or the env steps")
+      v.require(self.prefs.branch_share == 0 or self.env.mode == "fixed_horizon",
+                "prefs.branch_share",
+                "branches run past a fall, which ends a Gym-style episode: set "
+                "env.mode='fixed_horizon' or prefs.branch_share=0")
     if self.external_labels:
       v.require(self.reward_source == "preferences", "labels",
                 f"{self.labels!r} needs reward_source='preferences'")

@@ -271,7 +271,7 @@ def keep_with_uniform_picks(score: jax.Array, num_pairs: int, share: float) -> j
 def select(key, transitions, num_pairs: int, length: int, mode: str, oversample: int,
            member_returns_fn, even_margin: float = 0.0, same_step: bool = False,
            random_share: float = 0.0, archive: Archive | None = None,
-           archive_share: float = 0.0):
+           archive_share: float = 0.0, branch_fn=None):
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
@@ -282,10 +282,13 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   (``keep_with_uniform_picks``). With ``same_step`` both fragments of a candidate start at one episode step
   (``transitions.episode_step``). With an ``archive``, ``archive_share`` of the candidates
   pair a fragment of the rollout with an archived one (``with_archived_partners``; the starts
-  drawn are the same as without). member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2].
-  Returns (FragmentPairs [num_pairs], the ensemble disagreement of the kept pairs [num_pairs],
-  reported whatever the mode, the fraction of candidates that were known ties, the fraction of
-  kept pairs with an archived fragment).
+  drawn are the same as without). With ``branch_fn`` (key, candidates) -> (candidates,
+  branched [N] bool), e.g. ``branches.with_branched_partners`` bound to a policy, a share of
+  the candidates pair a fragment with a branch from its first state.
+  member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2]. Returns (FragmentPairs
+  [num_pairs], the ensemble disagreement of the kept pairs [num_pairs], reported whatever the
+  mode, the fraction of candidates that were known ties, {"archived": , "branched": } the
+  fraction of kept pairs with an archived fragment, with a branch).
   """
   active = mode != "random"
   n_cand = num_pairs * (oversample if active else 1)
@@ -296,6 +299,9 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   if archive is not None and archive_share > 0:
     cand, from_archive = with_archived_partners(jax.random.fold_in(key, 1), cand, archive,
                                                 archive_share)
+  from_branch = jnp.zeros((n_cand,), bool)
+  if branch_fn is not None:
+    cand, from_branch = branch_fn(jax.random.fold_in(key, 3), cand)
   returns = member_returns_fn(cand.obs, cand.action)
   spread = disagreement(returns)
   ties = known_ties(returns, even_margin)
@@ -305,5 +311,7 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
       keep = keep_with_uniform_picks(ranked, num_pairs, random_share)
     else:
       _, keep = jax.lax.top_k(ranked, num_pairs)
-    cand, spread, from_archive = jax.tree.map(lambda x: x[keep], (cand, spread, from_archive))
-  return cand, spread, jnp.mean(ties), jnp.mean(from_archive)
+    cand, spread, from_archive, from_branch = jax.tree.map(
+        lambda x: x[keep], (cand, spread, from_archive, from_branch))
+  partners = {"archived": jnp.mean(from_archive), "branched": jnp.mean(from_branch)}
+  return cand, spread, jnp.mean(ties), partners

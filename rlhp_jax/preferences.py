@@ -82,6 +82,19 @@ class PreferenceConfig:
   share 0.5 ended at Gym-rules IQM 754 [211, 1897] against 3302 [1977, 3592] without (one
   seed upright through every episode against five); entropy selection kept archived pairs at
   about the share drawn, so half the labels compared the policy with its past. Off."""
+  branch_share: float = 0.0
+  """The share of candidate pairs whose second fragment is a *branch* (``branches``): the
+  current policy run from the first fragment's first state with one constant offset on its
+  control, so the pair compares two behaviours from one state; selection then ranks them with
+  the others. 0 turns it off. A policy's own rollouts rarely pair its upright hop with the
+  faster stride that would leave the healthy range, and the exact teacher's answer on such a
+  pair is what prices an exit. Costs round(candidates x share) x fragment_length simulator
+  steps an iteration (the main job's shape at 0.5: 1,600 beside PPO's 8,192), not counted in
+  the run's env steps (PPO never sees them). Fixed-horizon episodes only (a branch runs past
+  a fall, which ends a Gym-style episode)."""
+  branch_noise: float = 0.5
+  """Standard deviation of a branch's control offset, per actuator, in the box's units (the
+  control is in [-1, 1])."""
   rollouts_per_iteration: int = 1
   """PPO rollouts (each followed by its PPO update) per RLHP iteration. Pairs are selected from
   all of them, then labelled, and the reward model trains once: with small PPO batches this
@@ -115,6 +128,12 @@ class PreferenceConfig:
               f"must be 0 (off) or at least prefs.pairs_per_iteration "
               f"({self.pairs_per_iteration}), got {size!r}")
     v.probability(self.archive_share, "prefs.archive_share")
+    v.probability(self.branch_share, "prefs.branch_share")
+    v.positive(self.branch_noise, "prefs.branch_noise")
+    v.require(self.archive_size == 0 or self.archive_share + self.branch_share <= 1,
+              "prefs.branch_share",
+              f"with an archive, prefs.archive_share + prefs.branch_share must be at most 1 "
+              f"(each takes its own candidates), got {self.archive_share} + {self.branch_share}")
 
   @property
   def initial_labels(self) -> int:

@@ -440,7 +440,8 @@ def test_archived_partners_replace_one_side_of_the_share_asked():
   plain, _, _, share0 = fragments.select(key, tr, 40, 4, "random", 1, sine_members)
   withp, _, _, share = fragments.select(key, tr, 40, 4, "random", 1, sine_members,
                                         archive=archive, archive_share=0.25)
-  assert float(share0) == 0.0 and float(share) == 0.25
+  assert float(share0["archived"]) == 0.0 and float(share["archived"]) == 0.25
+  assert float(share["branched"]) == 0.0
   np.testing.assert_array_equal(np.asarray(withp.true_reward)[10:],
                                 np.asarray(plain.true_reward)[10:])
   with pytest.raises(Exception, match="prefs.archive_size"):

@@ -185,6 +185,11 @@ class Hopper:
   def reset(self, key: jax.Array) -> EnvState:
     key, init_key = jax.random.split(key)
     qpos, qvel = self._initial_qpos_qvel(init_key)
+    return self.at(qpos, qvel, key)
+
+  def at(self, qpos: jax.Array, qvel: jax.Array, key: jax.Array) -> EnvState:
+    """A fresh episode (clock at 0) from the physical state (qpos [6], qvel [6]): a reset's
+    state, or one a rollout recorded, to branch from (the solver's warm start is not kept)."""
     data = mjx.make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel)
     zero = jnp.zeros(())
     return EnvState(data=data, obs=observe(qpos, qvel), true_reward=zero,
