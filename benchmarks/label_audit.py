@@ -11,6 +11,8 @@ observed state at each step of a fragment):
   only be about speed);
 * ``exit_vs_healthy``: one fragment wholly inside, the other partly outside (a brief exit, not
   a fallen hopper): the pairs that can teach the price of leaving the range.
+* ``same_start``: pairs whose two fragments start in one state (a fragment and its branch,
+  ``prefs.branch_share``), counted beside the kinds above.
 
 For the ``exit_vs_healthy`` pairs it reports how often the teacher preferred the healthy
 fragment, the mean number of steps the other spent outside, and how much faster (mean forward
@@ -19,7 +21,7 @@ are satisfied by any reward that prices a step outside above a small fraction of
 say that an exit is bad, not how bad (what ``benchmarks/reward_probe.py``'s healthy_price
 measures).
 
-  python benchmarks/label_audit.py RUN_DIR [--bins 4]
+  python benchmarks/label_audit.py RUN_DIR [--bins 4] [--run I]
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def pair_kinds(obs: np.ndarray, z_min: float, angle_max: float) -> dict[str, np.
       "both_fallen": fallen.all(1),
       "both_healthy": (outside == 0).all(1),
       "exit_vs_healthy": ((outside == 0).any(1) & (outside > 0).any(1) & ~fallen.any(1)),
+      "same_start": np.all(obs[:, 0, 0] == obs[:, 1, 0], axis=-1),
   }
 
 
@@ -69,7 +72,7 @@ def audit(obs: np.ndarray, label: np.ndarray, z_min: float, angle_max: float,
   def counts(sel):
     return {"labels": int(sel.sum()), "ties": int((label[sel] == 0.5).sum()),
             **{k: int(kinds[k][sel].sum()) for k in ("both_fallen", "both_healthy",
-                                                      "exit_vs_healthy")}}
+                                                      "exit_vs_healthy", "same_start")}}
 
   edges = np.linspace(0, n, bins + 1).round().astype(int)
   out = {"labels": n, "fragment_length": int(obs.shape[2]), **counts(rows >= 0),
@@ -89,6 +92,8 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("run_dir")
   p.add_argument("--bins", type=int, default=4, help="slices of the labels in the order asked")
+  p.add_argument("--run", type=int, default=0,
+                 help="which run of a multi-seed run directory (an arm's seed), default 0")
   args = p.parse_args(argv)
   if args.bins < 1:
     print("label_audit: --bins must be at least 1", file=sys.stderr)
@@ -98,11 +103,16 @@ def main(argv=None):
   except (checkpoint.CheckpointError, config_errors.ConfigError) as e:
     print(f"label_audit: {e}", file=sys.stderr)
     return 2
-  buf = jax.tree.map(lambda x: np.asarray(x[0]), restored.state.buffer)   # the first run
+  runs = restored.state.buffer.count.shape[0]
+  if not 0 <= args.run < runs:
+    print(f"label_audit: --run must be in 0..{runs - 1} (the run directory holds {runs} runs), "
+          f"got {args.run}", file=sys.stderr)
+    return 2
+  buf = jax.tree.map(lambda x: np.asarray(x[args.run]), restored.state.buffer)
   n = int(buf.count)
   env = restored.config.env
   result = {"benchmark": "label_audit", "experiment": restored.config.name,
-            "checkpoint": restored.step,
+            "checkpoint": restored.step, "run": args.run,
             **audit(buf.obs[:n], buf.label[:n], env.healthy_z_min, env.healthy_angle_max,
                     args.bins)}
   print(json.dumps(result, indent=1))
