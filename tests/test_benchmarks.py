@@ -312,6 +312,7 @@ def test_label_audit_sorts_pairs_by_the_healthy_range_and_scores_the_exits():
   assert [(b["from"], b["to"], b["labels"]) for b in out["by_order_asked"]] == [(0, 2, 2),
                                                                                  (2, 5, 3)]
   assert out["by_order_asked"][0]["exit_vs_healthy"] == 1
+  assert out["same_start"] == 2                # pairs 0 and 4 start in one state (1 and 2 do not)
   ex = out["exit_vs_healthy_pairs"]
   assert ex["teacher_preferred_healthy"] == pytest.approx(0.5)
   assert ex["steps_outside_mean"] == pytest.approx(2.5)

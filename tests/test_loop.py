@@ -327,7 +327,8 @@ def test_label_audit_reads_a_run_directory(cli_run, capsys):
   out = json.loads(capsys.readouterr().out)
   assert out["labels"] == 24 and sum(b["labels"] for b in out["by_order_asked"]) == 24
   assert out["both_fallen"] + out["both_healthy"] + out["exit_vs_healthy"] <= 24
-  assert out["run"] == 0 and out["same_start"] == 0           # the tiny run has no branches
+  # no branches in the tiny run: the same-start pairs are coincidences (hoppers lying still)
+  assert out["run"] == 0 and 0 <= out["same_start"] <= out["both_fallen"]
   assert audit.main([os.path.dirname(cli_run), "--bins", "2"]) == 2   # not a run directory
   assert audit.main([cli_run, "--run", "1"]) == 2                     # one run only
   assert "--run must be in 0..0" in capsys.readouterr().err
