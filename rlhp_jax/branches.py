@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from rlhp_jax.envs.hopper import ACTION_SIZE, applied_action
-from rlhp_jax.fragments import FragmentPairs
+from rlhp_jax.fragments import FragmentPairs, with_second_fragments
 
 
 def rollout(agent, env, params, key: jax.Array, qpos: jax.Array, qvel: jax.Array, *,
@@ -65,11 +65,6 @@ def with_branched_partners(key: jax.Array, cand: FragmentPairs, *, share: float,
     return cand, branched
   k_branch, k_flip = jax.random.split(key)
   branch = rollout_fn(k_branch, cand.qpos[n - num:, 0, 0], cand.qvel[n - num:, 0, 0])
-  flip = branched & jax.random.bernoulli(k_flip, 0.5, (n,))
-
-  def mix(c, b):
-    second = c[:, 1].at[n - num:].set(b.astype(c.dtype))
-    pair = jnp.stack([c[:, 0], second], axis=1)
-    return jnp.where(flip.reshape((n,) + (1,) * (c.ndim - 1)), pair[:, ::-1], pair)
-
-  return jax.tree.map(mix, cand, branch), branched
+  partners = jax.tree.map(lambda c, b: c[:, 1].at[n - num:].set(b.astype(c.dtype)), cand,
+                          branch)                                          # leaves [N, L]
+  return with_second_fragments(k_flip, cand, partners, branched), branched

@@ -90,15 +90,25 @@ def with_archived_partners(key: jax.Array, cand: FragmentPairs, archive: Archive
   idx = jnp.floor(jax.random.uniform(k_draw, (n,)) * filled).astype(jnp.int32)
   idx = jnp.clip(idx, 0, archive.capacity - 1)
   use = (jnp.arange(n) < int(round(n * share))) & (archive.count > 0)
-  flip = use & jax.random.bernoulli(k_flip, 0.5, (n,))
+  partners = jax.tree.map(lambda a: a[idx], archive.fragments)
+  return with_second_fragments(k_flip, cand, partners, use), use
+
+
+def with_second_fragments(key: jax.Array, cand: FragmentPairs, partners: FragmentPairs,
+                          use: jax.Array) -> FragmentPairs:
+  """``cand`` ([N, 2, L] pairs) with the second fragment of the pairs marked by ``use`` [N]
+  replaced by ``partners``' (single fragments, leaves [N, L, ...]), each of those pairs then
+  put in random order, so a rater never learns which side came from elsewhere."""
+  n = use.shape[0]
+  flip = use & jax.random.bernoulli(key, 0.5, (n,))
 
   def mix(c, a):
     at = lambda m: m.reshape((n,) + (1,) * (c.ndim - 2))
-    second = jnp.where(at(use), a[idx].astype(c.dtype), c[:, 1])
+    second = jnp.where(at(use), a.astype(c.dtype), c[:, 1])
     pair = jnp.stack([c[:, 0], second], axis=1)
     return jnp.where(at(flip)[:, None], pair[:, ::-1], pair)
 
-  return jax.tree.map(mix, cand, archive.fragments), use
+  return jax.tree.map(mix, cand, partners)
 
 
 def valid_starts(done: jax.Array, length: int) -> jax.Array:
