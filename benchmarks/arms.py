@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from rlhp_jax import experiment, loop, report, stats  # noqa: E402
+from rlhp_jax import compile_cache, experiment, loop, report, stats  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARMS = ("preferences", "true", "true_normalized")
@@ -108,6 +108,7 @@ def main(argv=None):
   args = p.parse_args(argv)
   logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.INFO)
   base = experiment.load_experiment(args.experiment)
+  compile_cache.enable()
   out = args.out or tempfile.mkdtemp(prefix="rlhp-arms-")
   os.makedirs(out, exist_ok=True)
   result = {"benchmark": "arms", "experiment": base.name, "seeds_per_arm": args.seeds,

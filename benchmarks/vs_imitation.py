@@ -16,7 +16,8 @@ sides at full size (imitation: the train_preference_comparisons script's 1e6 tim
 iterations; rlhp-jax: the experiment as configured).
 
 Figures per seed and side (all seconds from the subprocess launch, so imports, set-up and, for
-rlhp-jax, XLA compilation count; imitation's evaluation time is excluded; rlhp-jax's rows are
+rlhp-jax, XLA compilation count, all of it: its persistent compile cache is off unless
+``--ours-compile-cache DIR``; imitation's evaluation time is excluded; rlhp-jax's rows are
 stamped when the evaluated policy existed, earlier in-line evaluations stay in its clock):
   * ``time_to_seals``: wall-clock to the first evaluation whose seals-style return (forward +
     1 per healthy step - ctrl cost, 1000 fixed steps; what imitation reports) reaches each of
@@ -239,15 +240,19 @@ def imitation_block(run: dict) -> dict:
           "settings": r["settings"], "load_avg_1min": run.get("load_avg_1min")}
 
 
-def run_ours(python: str, experiment: str, seed: int, extra: list[str]) -> dict:
-  """One seed of an rlhp-jax experiment through the CLI; its metrics.jsonl read back."""
+def run_ours(python: str, experiment: str, seed: int, extra: list[str],
+             compile_cache: str = "off") -> dict:
+  """One seed of an rlhp-jax experiment through the CLI; its metrics.jsonl read back.
+  ``compile_cache`` is the CLI's ``RLHP_JAX_COMPILE_CACHE``: "off" (the default) compiles
+  every program in every run, as on a fresh clone, so the times count a whole compile."""
   out_dir = tempfile.mkdtemp(prefix=f"rlhp-bench-s{seed}-")
   cmd = [python, "-m", "rlhp_jax.cli", "train", experiment, "--run.seed", str(seed),
          "--run.out-dir", out_dir, "--run.no-video", *extra]
   print(f"rlhp-jax: {' '.join(cmd)}", file=sys.stderr, flush=True)
   load = os.getloadavg()[0]
   launch = time.time()
-  proc = subprocess.run(cmd, stdout=sys.stderr, stderr=None, cwd=ROOT)
+  env = {**os.environ, "RLHP_JAX_COMPILE_CACHE": compile_cache}
+  proc = subprocess.run(cmd, stdout=sys.stderr, stderr=None, cwd=ROOT, env=env)
   end = time.time()
   if proc.returncode != 0:
     raise RuntimeError(f"rlhp-jax side failed (exit {proc.returncode}): {' '.join(cmd)}")
@@ -259,7 +264,8 @@ def run_ours(python: str, experiment: str, seed: int, extra: list[str]) -> dict:
           "loop_wall_s": summary.get("wall_s"), "env_steps": summary.get("env_steps"),
           "labels": (summary.get("labels_per_run") or [None])[0], "run_dir": run_dir,
           "software": summary.get("software"),
-          "command": cmd, "load_avg_1min": [load, os.getloadavg()[0]]}
+          "command": cmd, "compile_cache": compile_cache,
+          "load_avg_1min": [load, os.getloadavg()[0]]}
 
 
 def machine() -> dict:
@@ -284,6 +290,10 @@ def parse_args(argv=None):
                  help="extra imitation_side.py flags, one string: --imitation-args='--parallel'")
   p.add_argument("--ours-args", default="",
                  help="extra rlhp-jax overrides, one string: --ours-args='--run.eval-every 250000'")
+  p.add_argument("--ours-compile-cache", default="off", metavar="DIR",
+                 help="rlhp-jax's RLHP_JAX_COMPILE_CACHE (default off: every run compiles "
+                      "from scratch, as on a fresh clone; a folder: the second seed on loads "
+                      "the first one's programs)")
   p.add_argument("--imitation-eval-every", type=int, default=None,
                  help="PPO steps between imitation's extra evaluations (default: its helper's)")
   p.add_argument("--imitation-eval-episodes", type=int, default=1)
@@ -325,7 +335,7 @@ def main(argv=None):
   settings = {"size": "full" if args.full else "small", "thresholds": args.thresholds,
               "imitation_python": args.imitation_python, "imitation_args": imit_extra,
               "experiment": args.experiment, "ours_args": ours_extra,
-              "eval_action": eval_action,
+              "ours_compile_cache": args.ours_compile_cache, "eval_action": eval_action,
               "times": "seconds from each subprocess launch; imitation's evaluations excluded"}
   seeds = []
   for seed in args.seeds:
@@ -338,7 +348,7 @@ def main(argv=None):
       else:
         imitation = imitation_block(run_imitation(args.imitation_python, seed, imit_extra))
     if "ours" in args.sides:
-      ours = run_ours(args.python, args.experiment, seed, ours_extra)
+      ours = run_ours(args.python, args.experiment, seed, ours_extra, args.ours_compile_cache)
     seeds.append(compare_seed(seed, imitation, ours, args.thresholds))
     if args.out:
       save(args.out, assemble(settings, seeds, machine()))

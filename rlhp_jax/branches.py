@@ -25,12 +25,15 @@ from rlhp_jax.fragments import FragmentPairs, with_second_fragments
 
 
 def rollout(agent, env, params, key: jax.Array, qpos: jax.Array, qvel: jax.Array, *,
-            length: int, noise: float) -> FragmentPairs:
+            length: int, noise: float, steer=None) -> FragmentPairs:
   """``length`` steps of the policy (``agent`` with ``params``, sampled as in training) from
   each of N physical states (qpos [N, nq], qvel [N, nv]), each branch's control offset by a
   constant N(0, noise^2) draw per actuator: single fragments, leaves [N, L, ...] laid out as
   ``fragments.cut`` lays out one side of a pair (obs and state before each step, the control
-  the physics applied, the task's reward of the step)."""
+  the physics applied, the task's reward of the step). ``steer(obs [N, D], control [N, A])
+  -> control`` (optional) then changes each step's control (``benchmarks/partner_probe.py``
+  steers along the learned reward's gradient, or replaces the sample by the policy's mean);
+  the result is clipped to the box."""
   n = qpos.shape[0]
   k_offset, k_env, k_steps = jax.random.split(key, 3)
   offset = noise * jax.random.normal(k_offset, (n, ACTION_SIZE))
@@ -40,6 +43,8 @@ def rollout(agent, env, params, key: jax.Array, qpos: jax.Array, qvel: jax.Array
   def one_step(state, step_key):
     sample, _ = agent.act(params, state.obs, step_key)
     control = applied_action(applied_action(sample) + offset)
+    if steer is not None:
+      control = applied_action(steer(state.obs, control))
     nxt = step(state, control)
     frag = FragmentPairs(obs=state.obs, action=control, true_reward=nxt.true_reward,
                          qpos=state.data.qpos, qvel=state.data.qvel)

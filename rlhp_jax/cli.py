@@ -103,6 +103,7 @@ def cmd_train(ns, rest) -> int:
     run_lock.lock(run_dir)
     cfg = experiment.load_experiment(config_path)
     check_label_source(cfg)
+    use_compile_cache()
   else:
     config_errors.require(ns.experiment is not None, "experiment",
                        "missing; pass experiments/<name>.py (or --resume RUN_DIR)")
@@ -113,6 +114,7 @@ def cmd_train(ns, rest) -> int:
       return 0
     cfg = experiment.override(experiment.load_experiment(ns.experiment), rest)
     check_label_source(cfg)
+    use_compile_cache()
     run_dir = make_run_dir(cfg, ns.out)
     experiment.save(cfg, os.path.join(run_dir, "config.json"))
   log.info(f"run directory: {run_dir}")
@@ -130,6 +132,14 @@ def cmd_train(ns, rest) -> int:
     report.plot_teachers(summary, os.path.join(run_dir, "teachers.png"))
   log.info(json.dumps(summary, indent=2))
   return 0
+
+
+def use_compile_cache() -> None:
+  """XLA's persistent compilation cache (``compile_cache``), checked before a run directory
+  exists: a folder that cannot be written is a config error."""
+  from rlhp_jax import compile_cache
+  path = compile_cache.enable()
+  log.info(f"compile cache: {path or 'off'} (set {compile_cache.ENV}=off to compile every run)")
 
 
 def check_label_source(cfg) -> None:

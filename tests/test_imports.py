@@ -17,7 +17,7 @@ PACKAGE = os.path.join(ROOT, "rlhp_jax")
 LAYERS = {
     0: ["rlhp_jax", "rlhp_jax.config_errors", "rlhp_jax.faults", "rlhp_jax.jsonl",
         "rlhp_jax.running_stats", "rlhp_jax.sampling",
-        "rlhp_jax.stats", "rlhp_jax.layout", "rlhp_jax.run_lock"],
+        "rlhp_jax.stats", "rlhp_jax.layout", "rlhp_jax.compile_cache", "rlhp_jax.run_lock"],
     1: ["rlhp_jax.envs", "rlhp_jax.envs.tasks", "rlhp_jax.envs.hopper", "rlhp_jax.networks",
         "rlhp_jax.ppo", "rlhp_jax.reward_model", "rlhp_jax.fragments", "rlhp_jax.branches",
         "rlhp_jax.preferences",

@@ -353,3 +353,49 @@ def test_eval_actions_reproduces_the_runs_evaluation_and_scores_the_other_rule(c
   np.testing.assert_allclose(out["gym_return_difference"]["per_seed"],
                              np.subtract(other, own["gym_return"]["per_seed"]), rtol=1e-5)
   assert bench.main([os.path.dirname(cli_run)]) == 2                  # not a run directory
+
+
+def test_partner_probe_scores_every_partner_kind(cli_run, capsys):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "bench_partner_probe", os.path.join(ROOT, "benchmarks", "partner_probe.py"))
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  out = bench.probe(cli_run, pairs=24, steps=24)
+  assert set(out["partners"]) == set(bench.PARTNERS) and 0 < out["pairs"] <= 24
+  for name, s in out["partners"].items():
+    for key in ("partner_exits", "fragment_exits", "learned_prefers_partner",
+                "teacher_prefers_partner", "ties", "wrong_order", "price_errors"):
+      assert 0 <= s[key] <= 1, (name, key)
+    assert 0 <= s["entropy"] <= np.log(2) + 1e-6 and np.isfinite(s["speed_gain"])
+    assert s["fragment_exits"] == out["partners"]["policy"]["fragment_exits"]   # same fragments
+  # the deterministic partner acts by clip(mean): both sides are the same start, other controls
+  assert out["partners"]["deterministic"] != out["partners"]["policy"]
+  assert bench.main([cli_run, "--run", "1"]) == 2
+  assert "--run: the run directory holds runs 0-0" in capsys.readouterr().err
+
+
+def test_partner_probe_scores_pairs_by_hand():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "bench_partner_probe2", os.path.join(ROOT, "benchmarks", "partner_probe.py"))
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  # two pairs of 2-step fragments (obs: z, pitch, 3 joints, vx, ...): pair 0's partner leaves
+  # the range (pitch 0.3) at 3 m/s against a healthy 1 m/s fragment; the learned reward prefers
+  # the partner, the task the fragment: a price error. Pair 1: a tie on the task.
+  obs = np.zeros((2, 2, 11), np.float32)
+  obs[..., 0] = 1.2
+  frag = {"obs": obs.copy(), "true_reward": np.array([[2.0, 2.0], [1.0, 1.0]])}
+  frag["obs"][..., 5] = 1.0
+  part = {"obs": obs.copy(), "true_reward": np.array([[1.0, 1.0], [1.0, 1.0]])}
+  part["obs"][0, 1, 1] = 0.3
+  part["obs"][..., 5] = 3.0
+  frag_m = np.zeros((3, 2))
+  part_m = np.array([[1.0, -1.0]] * 3)
+  s = bench.score_pairs(frag, part, frag_m, part_m, 0.7, 0.2)
+  assert s["partner_exits"] == 0.5 and s["fragment_exits"] == 0.0 and s["speed_gain"] == 2.0
+  assert s["learned_prefers_partner"] == 0.5 and s["teacher_prefers_partner"] == 0.0
+  assert s["ties"] == 0.5 and s["wrong_order"] == 1.0 and s["price_errors"] == 0.5
+  p = 1 / (1 + np.exp(-1.0))
+  np.testing.assert_allclose(s["entropy"], -(p * np.log(p) + (1 - p) * np.log(1 - p)), rtol=1e-5)
