@@ -132,7 +132,7 @@ def test_vs_imitation_keeps_finished_seeds_when_a_later_one_fails(tmp_path, monk
   vs = load_benchmark("vs_imitation")
   calls = []
 
-  def fake_ours(python, experiment, seed, extra):
+  def fake_ours(python, experiment, seed, extra, compile_cache):
     calls.append(seed)
     if seed == 1:
       raise RuntimeError("rlhp-jax side failed")
@@ -156,18 +156,25 @@ def test_vs_imitation_evaluates_ours_as_often_as_imitation_at_full_size(monkeypa
   vs = load_benchmark("vs_imitation")
   seen = []
 
-  def fake_ours(python, experiment, seed, extra):
+  caches = []
+
+  def fake_ours(python, experiment, seed, extra, compile_cache):
     seen.append(list(extra))
+    caches.append(compile_cache)
     return {"curve": [{"t": 5.0, "seals_return": 3100.0}], "total_s": 6.0}
 
   monkeypatch.setattr(vs, "run_ours", fake_ours)
   vs.main(["--sides", "ours", "--seeds", "0", "--full"])
   vs.main(["--sides", "ours", "--seeds", "0", "--full", "--ours-args=--run.eval-every 65536"])
-  vs.main(["--sides", "ours", "--seeds", "0"])
-  capsys.readouterr()
+  vs.main(["--sides", "ours", "--seeds", "0", "--ours-compile-cache", "/somewhere/xla"])
+  out = capsys.readouterr().out
   assert seen[0] == ["--run.eval-every", "32768"]
   assert seen[1][-2:] == ["--run.eval-every", "65536"]
   assert seen[2] == vs.SMALL_OURS
+  # our side compiles from scratch (as on a fresh clone) unless a cache folder is named
+  assert caches == ["off", "off", "/somewhere/xla"]
+  last = json.loads(out[out.rindex("\n{\n") + 1:])     # the third call's JSON
+  assert last["ours_compile_cache"] == "/somewhere/xla"
 
 
 def test_imitation_side_episode_figures():
