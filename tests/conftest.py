@@ -8,9 +8,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 # Identical programs compiled by different tests (e.g. two drivers over the same config) are
-# compiled once per session.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="rlhp-jax-xla-"))
+# compiled once per session. Child processes (``rlhp-jax train`` run as a subprocess) use the
+# same folder through the CLI's RLHP_JAX_COMPILE_CACHE, so no test writes to ~/.cache.
+_XLA_CACHE = tempfile.mkdtemp(prefix="rlhp-jax-xla-")
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+os.environ.setdefault("RLHP_JAX_COMPILE_CACHE", _XLA_CACHE)
 
 import pytest  # noqa: E402
 
