@@ -106,11 +106,7 @@ def probe(run_dir: str, *, run: int = 0, pairs: int = 1024, steps: int = 256,
           seed: int = 7) -> dict:
   restored = checkpoint.restore_run(run_dir)
   cfg = restored.config
-  runs = int(np.asarray(restored.state.iteration).shape[0])
-  if not 0 <= run < runs:
-    raise config_errors.ConfigError(f"--run: the run directory holds runs 0-{runs - 1}, "
-                                    f"got {run}")
-  state = jax.tree.map(lambda x: x[run], restored.state)
+  state = restored.one(run)     # one run of the stack
   system = core.RLHP(cfg)
   params, reward_state, ens = state.ppo.params, state.reward, system.ensemble
   length = cfg.prefs.fragment_length

@@ -158,11 +158,7 @@ def probe(run_dir: str, variants: dict[str, list[str]], *, iterations: int, step
           pairs: int, seed: int = 0, run: int = 0) -> dict:
   restored = checkpoint.restore_run(run_dir)
   cfg = restored.config
-  runs = int(np.asarray(restored.state.iteration).shape[0])
-  if not 0 <= run < runs:
-    raise config_errors.ConfigError(f"--run: the run directory holds runs 0-{runs - 1}, "
-                                    f"got {run}")
-  state = jax.tree.map(lambda x: x[run], restored.state)     # one run of the stack
+  state = restored.one(run)     # one run of the stack
   reward_cfgs = {name: experiment.override(cfg, o).reward for name, o in variants.items()}
   system = core.RLHP(cfg)
   key_test, key_train = jax.random.split(jax.random.PRNGKey(seed))

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import orbax.checkpoint as ocp
 
-from rlhp_jax import faults
+from rlhp_jax import config_errors, faults
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,14 @@ class RestoredRun(NamedTuple):
   config: Any        # the run's ExperimentConfig (its config.json)
   step: int          # the checkpoint's step: a chunk (synthetic driver) or an iteration
   state: Any         # the run state: leaves [runs, ...] (synthetic driver) or unbatched
+
+  def one(self, run: int):
+    """The state of the stack's ``run``-th run (an arm's seed); one the directory does not
+    hold is a ``ConfigError`` naming ``--run`` (the offline probes' flag)."""
+    runs = int(self.state.iteration.shape[0])
+    config_errors.require(0 <= run < runs, "--run",
+                          f"the run directory holds runs 0-{runs - 1}, got {run}")
+    return jax.tree.map(lambda x: x[run], self.state)
 
 
 def restore_run(run_dir: str, step: int | None = None) -> RestoredRun:
