@@ -15,7 +15,8 @@ For every arm: the final deterministic evaluation per seed (10 episodes of 1000 
 the return under Gym's termination rules, the seals-style return (what imitation reports), the
 task's own return, the healthy-step fraction (mean and worst episode) and the forward speed;
 IQM with a 95% bootstrap interval over seeds; the preference arm's IQM ratio to the true-reward
-arm with its interval. Writes ``arms_curves.png`` (Gym-rules and seals-style return against env
+arm with its interval; and the share of seeds that meet the main job's bar for an upright hop
+(``UPRIGHT_BAR``: what issue 10 asks of the main job's one seed) with its Wilson interval. Writes ``arms_curves.png`` (Gym-rules and seals-style return against env
 steps, IQM with the bootstrap band per arm) and ``arms.json`` into ``--out`` and prints the JSON.
 """
 
@@ -44,6 +45,11 @@ SCORES = {"gym_return": "eval_gym_return_per_run", "seals_return": "eval_seals_r
           "forward_speed": "eval_forward_speed_per_run",
           "gym_length": "eval_gym_length_per_run",
           "gym_length_worst_episode": "eval_gym_length_min_per_run"}
+UPRIGHT_BAR = {"gym_return": 2500.0, "seals_return": 3000.0,
+               "healthy_fraction_worst_episode": 0.9}
+"""The main job's bar for one seed's final policy (issue 10): Gym-rules return (mean of the
+evaluation episodes) >= 2500, seals-style return >= 3000 and the healthy-step fraction >= 0.9 in
+every evaluation episode. Per seed it is pass or fail, so an arm reports the share that passes."""
 TINY = dict(env=dict(episode_length=50), ppo=dict(num_envs=8, unroll_length=16,
                                                    num_minibatches=2, num_epochs=2),
             prefs=dict(fragment_length=8, total_labels=24, pairs_per_iteration=4, oversample=4,
@@ -63,6 +69,14 @@ def arm_config(base, arm: str, seeds: int, total: int | None, tiny: bool):
   steps = total or (TINY_STEPS if tiny else cfg.run.total_env_steps)
   run = dataclasses.replace(cfg.run, num_seeds=seeds, video=False, total_env_steps=steps)
   return dataclasses.replace(cfg, name=f"{cfg.name}_{arm}", reward_source=arm, run=run)
+
+
+def upright_bar(arm: dict) -> dict:
+  """The share of an arm's seeds meeting ``UPRIGHT_BAR`` (Wilson 95% interval), from the arm's
+  per-seed scores as arms.json stores them; works on every stored arms.json since session 5."""
+  scores = [np.asarray(arm[name]["per_seed"], float) for name in UPRIGHT_BAR]
+  passed = np.all([x >= UPRIGHT_BAR[name] for name, x in zip(UPRIGHT_BAR, scores)], axis=0)
+  return {"bar": UPRIGHT_BAR, **stats.share_ci(passed)}
 
 
 def eval_curve(rows, key):
@@ -136,6 +150,7 @@ def main(argv=None):
         "equal_labels_per_seed": summary["equal_labels_per_run"],
         "nonfinite_seeds": summary.get("nonfinite_runs", []),
         **{name: stats.summarize(summary[key]) for name, key in SCORES.items()}}
+    result["arms"][arm]["upright_bar"] = upright_bar(result["arms"][arm])
   for name in ("gym_return", "seals_return"):
     if {"preferences", "true"} <= set(result["arms"]):
       result[f"preferences_over_true_{name}"] = stats.ratio_ci(

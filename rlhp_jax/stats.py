@@ -58,3 +58,23 @@ def ratio_ci(numerator, denominator, confidence: float = 0.95, resamples: int = 
   tail = (1 - confidence) / 2
   return {"ratio": iqm(a) / iqm(b),
           "ci95": [float(np.quantile(r, tail)), float(np.quantile(r, 1 - tail))]}
+
+
+def share_ci(successes, confidence: float = 0.95) -> dict:
+  """The share of seeds that succeed (e.g. meet a bar), with the Wilson score interval.
+
+  A per-seed pass/fail is a Bernoulli draw, and with 8 seeds the percentile bootstrap of a share
+  collapses to [0, 0] or [1, 1] whenever every seed agrees; Wilson's interval does not (8 of 8:
+  [0.68, 1.00]). successes: [n] bools -> {"met", "of", "share", "ci95", "per_seed"}."""
+  from statistics import NormalDist
+  x = np.asarray(successes, bool).ravel()
+  n, k = len(x), int(x.sum())
+  if n == 0:
+    raise ValueError("share of no seeds")
+  z = NormalDist().inv_cdf(0.5 + confidence / 2)
+  p = k / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return {"met": k, "of": n, "share": p,
+          "ci95": [float(max(0.0, centre - half)), float(min(1.0, centre + half))],
+          "per_seed": x.tolist()}

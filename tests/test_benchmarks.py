@@ -347,3 +347,60 @@ def test_arms_reports_every_score_per_seed_and_saves_each_arms_config(tmp_path):
   cfg = experiment.load_experiment(str(tmp_path / "preferences" / "config.json"))
   assert cfg.reward_source == "preferences" and cfg.run.num_seeds == 2
   assert os.path.getsize(tmp_path / "arms_curves.png") > 1000
+  # the share of seeds meeting the main job's bar, seed by seed from the scores above
+  bar = arm["upright_bar"]
+  assert bar["of"] == 2 and len(bar["per_seed"]) == 2 and 0 <= bar["ci95"][0] <= bar["ci95"][1]
+  assert bar["per_seed"] == [g >= 2500 and s >= 3000 and h >= 0.9 for g, s, h in zip(
+      arm["gym_return"]["per_seed"], arm["seals_return"]["per_seed"],
+      arm["healthy_fraction_worst_episode"]["per_seed"])]
+
+
+def _scores(gym, seals, healthy_worst):
+  return {"gym_return": {"per_seed": gym}, "seals_return": {"per_seed": seals},
+          "healthy_fraction_worst_episode": {"per_seed": healthy_worst}}
+
+
+def test_bar_rates_scores_each_seed_against_every_part_of_the_bar(tmp_path):
+  # seed by seed: passes; Gym-rules short; seals-style short; one episode unhealthy; passes
+  arm = _scores([3600, 2400, 2600, 3500, 2500], [3600, 3500, 2900, 3500, 3000],
+                [1.0, 1.0, 0.99, 0.85, 0.9])
+  (tmp_path / "arms.json").write_text(json.dumps(
+      {"benchmark": "arms", "eval_action": "clip_mean",
+       "arms": {"preferences": {**arm, "env_steps_per_seed": 1024},
+                "old": {"gym_return": {"iqm": 1.0}}}}))   # no per-seed scores: left out
+  (tmp_path / "eval.json").write_text(json.dumps(
+      {"benchmark": "eval_actions", "rules": {"clip_mean": _scores([100], [3200], [0.99]),
+                                              "mean_applied": _scores([2600], [3200], [0.99])}}))
+  runs = []
+  for i, (g, s, h) in enumerate([(3000, 3100, 0.95), (128, 3125, 0.986)]):
+    d = tmp_path / f"run{i}"
+    d.mkdir()
+    (d / "summary.json").write_text(json.dumps(
+        {"env_steps": 4096, "eval_gym_return_per_run": [g], "eval_seals_return_per_run": [s],
+         "eval_healthy_fraction_min_per_run": [h], "eval_return_per_run": [0.0],
+         "eval_healthy_fraction_per_run": [h], "eval_forward_speed_per_run": [2.0],
+         "eval_gym_length_per_run": [1000], "eval_gym_length_min_per_run": [1000]}))
+    runs.append(str(d))
+  out = run_script("bar_rates.py", str(tmp_path / "arms.json"), str(tmp_path / "eval.json"),
+                   "--runs", *runs)
+  rows = out["arms"]
+  assert set(rows) == {"arms.json:preferences", "eval.json:clip_mean", "eval.json:mean_applied",
+                       "single runs"}
+  pref = rows["arms.json:preferences"]
+  assert pref["upright_bar"]["per_seed"] == [True, False, False, False, True]
+  assert (pref["upright_bar"]["met"], pref["upright_bar"]["of"]) == (2, 5)
+  assert pref["gym_return_2500"]["met"] == 4 and pref["eval_action"] == "clip_mean"
+  assert rows["eval.json:clip_mean"]["upright_bar"]["met"] == 0
+  assert rows["eval.json:mean_applied"]["upright_bar"]["met"] == 1
+  single = rows["single runs"]
+  assert single["upright_bar"]["per_seed"] == [True, False] and single["runs"] == ["run0", "run1"]
+  assert single["env_steps_per_seed"] == 4096
+  lo, hi = single["upright_bar"]["ci95"]
+  assert 0 < lo < 0.5 < hi < 1
+
+
+def test_bar_rates_names_a_run_without_a_summary(tmp_path):
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bar_rates.py"),
+                        "--runs", str(tmp_path)], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2 and "has no summary.json" in out.stderr
+  assert "Traceback" not in out.stderr and out.stdout == ""

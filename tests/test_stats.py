@@ -28,3 +28,18 @@ def test_bootstrap_interval_covers_and_narrows():
   assert s["n_seeds"] == 8 and s["ci95"][0] <= s["iqm"] <= s["ci95"][1]
   r = stats.ratio_ci(few * 0.9, few, resamples=500)
   assert r["ratio"] == pytest.approx(0.9) and r["ci95"][0] < 0.9 < r["ci95"][1] + 1e-9
+
+
+def test_share_interval_is_wilsons():
+  # hand-worked Wilson score intervals (z = 1.959964)
+  s = stats.share_ci([True] * 5 + [False] * 3)
+  assert (s["met"], s["of"], s["share"]) == (5, 8, 0.625)
+  assert s["ci95"] == pytest.approx([0.3057, 0.8632], abs=1e-4)
+  every = stats.share_ci([True] * 8)["ci95"]
+  assert every[1] == 1.0 and every[0] == pytest.approx(0.6756, abs=1e-4)  # never [1, 1]
+  assert stats.share_ci([False] * 8)["ci95"] == pytest.approx([0.0, 0.3244], abs=1e-4)
+  # more seeds, a narrower interval around the same share
+  wide, narrow = stats.share_ci([1, 0] * 4)["ci95"], stats.share_ci([1, 0] * 32)["ci95"]
+  assert narrow[1] - narrow[0] < wide[1] - wide[0] and narrow[0] < 0.5 < narrow[1]
+  with pytest.raises(ValueError):
+    stats.share_ci([])

@@ -1,0 +1,105 @@
+"""How often does one seed meet the main job's bar? The share of seeds per stored arm, with
+Wilson intervals, from results already on disk (no training).
+
+    python benchmarks/bar_rates.py                # every stored arms_*.json and eval_actions_*.json
+    python benchmarks/bar_rates.py A/arms.json B/eval_actions.json   # named files
+    python benchmarks/bar_rates.py --runs runs/hopper_synthetic-*   # single runs, pooled
+
+The main job's bar (issue 10; ``arms.UPRIGHT_BAR``) is asked of one seed, but each seed's final
+policy passes or fails it: a draw with some probability. Here every stored arm (8 seeds, one
+``arms.py`` invocation each) is scored seed by seed, and ``--runs`` pools the ``summary.json`` of
+single runs (the main job run as a user runs it, one ``--run.seed`` per command) into one row.
+An ``eval_actions.py`` file gives one row per evaluation rule (the same checkpoints re-scored).
+Prints JSON: per arm, the share meeting the whole bar and the share with Gym-rules >= 2500 alone,
+each with its 95% Wilson interval, and the arm's env steps per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from arms import SCORES, UPRIGHT_BAR, upright_bar  # noqa: E402
+from rlhp_jax import config_errors, stats  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def arm_row(arm: dict) -> dict:
+  """One arm's shares from its per-seed scores (arms.json's layout)."""
+  gym = np.asarray(arm["gym_return"]["per_seed"], float)
+  return {"upright_bar": upright_bar(arm),
+          "gym_return_2500": stats.share_ci(gym >= UPRIGHT_BAR["gym_return"]),
+          "env_steps_per_seed": arm.get("env_steps_per_seed")}
+
+
+def file_rows(path: str) -> dict:
+  """Rows of an arms.json (one per arm) or an eval_actions.py JSON (one per rule); arms without
+  the per-seed scores the bar needs (the oldest files) are left out."""
+  with open(path) as f:
+    result = json.load(f)
+  if result.get("benchmark") == "eval_actions":
+    arms = {rule: {**scores, "eval_action": rule} for rule, scores in result["rules"].items()}
+  else:
+    arms = {name: {**arm, "eval_action": result.get("eval_action")}
+            for name, arm in result.get("arms", {}).items()}
+  return {name: {**arm_row(arm), "eval_action": arm["eval_action"]}
+          for name, arm in arms.items()
+          if all(isinstance(arm.get(k), dict) and "per_seed" in arm[k] for k in UPRIGHT_BAR)}
+
+
+def single_runs_row(run_dirs) -> dict:
+  """Pool single runs (one seed each, or a few) into one arm from their summary.json files."""
+  per_seed = {name: [] for name in SCORES}
+  seeds, steps = [], set()
+  for d in run_dirs:
+    path = os.path.join(d, "summary.json")
+    if not os.path.exists(path):
+      raise config_errors.ConfigError(f"--runs: {d} has no summary.json (is the run finished?)")
+    with open(path) as f:
+      summary = json.load(f)
+    for name, key in SCORES.items():
+      per_seed[name] += np.ravel(summary[key]).astype(float).tolist()
+    seeds.append(os.path.basename(os.path.normpath(d)))
+    steps.add(summary["env_steps"])
+  arm = {name: {"per_seed": v} for name, v in per_seed.items()}
+  arm["env_steps_per_seed"] = steps.pop() if len(steps) == 1 else sorted(steps)
+  return {**arm_row(arm), "runs": seeds,
+          "per_seed": {name: per_seed[name] for name in UPRIGHT_BAR}}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("arms_files", nargs="*", help="arms.json files (default: the stored ones)")
+  p.add_argument("--runs", nargs="+", default=[], help="single run directories, pooled")
+  args = p.parse_args(argv)
+  try:
+    files = args.arms_files
+    if not files and not args.runs:
+      files = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "results", "arms_*.json"))
+                     + glob.glob(os.path.join(ROOT, "benchmarks", "results", "eval_actions_*.json")))
+    out = {"benchmark": "bar_rates", "bar": UPRIGHT_BAR,
+           "interval": "95% Wilson score interval over seeds", "arms": {}}
+    for path in files:
+      if not os.path.exists(path):
+        raise config_errors.ConfigError(f"{path}: no such file")
+      name = os.path.basename(path)
+      for arm, row in file_rows(path).items():
+        out["arms"][f"{name}:{arm}"] = row
+    if args.runs:
+      out["arms"]["single runs"] = single_runs_row(args.runs)
+  except config_errors.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(json.dumps(out, indent=1))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
