@@ -11,7 +11,8 @@ policy passes or fails it: a draw with some probability. Here every stored arm (
 single runs (the main job run as a user runs it, one ``--run.seed`` per command) into one row.
 An ``eval_actions.py`` file gives one row per evaluation rule (the same checkpoints re-scored).
 Prints JSON: per arm, the share meeting the whole bar and the share with Gym-rules >= 2500 alone,
-each with its 95% Wilson interval, and the arm's env steps per seed.
+each with its 95% Wilson interval, the Gym-rules IQM with its bootstrap interval, and the arm's
+env steps per seed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def arm_row(arm: dict) -> dict:
   gym = np.asarray(arm["gym_return"]["per_seed"], float)
   return {"upright_bar": upright_bar(arm),
           "gym_return_2500": stats.share_ci(gym >= UPRIGHT_BAR["gym_return"]),
+          "gym_return": stats.summarize(gym),
           "env_steps_per_seed": arm.get("env_steps_per_seed")}
 
 
