@@ -76,31 +76,30 @@ def single_runs_row(run_dirs) -> dict:
           "per_seed": {name: per_seed[name] for name in UPRIGHT_BAR}}
 
 
+def bar_rates(files, run_dirs) -> dict:
+  """Every arm of the named files, and the named runs pooled (no names: the stored results)."""
+  if not files and not run_dirs:
+    files = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "results", "arms_*.json"))
+                   + glob.glob(os.path.join(ROOT, "benchmarks", "results", "eval_actions_*.json")))
+  out = {"benchmark": "bar_rates", "bar": UPRIGHT_BAR,
+         "interval": "95% Wilson score interval over seeds", "arms": {}}
+  for path in files:
+    if not os.path.exists(path):
+      raise config_errors.ConfigError(f"{path}: no such file")
+    for arm, row in file_rows(path).items():
+      out["arms"][f"{os.path.basename(path)}:{arm}"] = row
+  if run_dirs:
+    out["arms"]["single runs"] = single_runs_row(run_dirs)
+  return out
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("arms_files", nargs="*", help="arms.json files (default: the stored ones)")
   p.add_argument("--runs", nargs="+", default=[], help="single run directories, pooled")
   args = p.parse_args(argv)
-  try:
-    files = args.arms_files
-    if not files and not args.runs:
-      files = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "results", "arms_*.json"))
-                     + glob.glob(os.path.join(ROOT, "benchmarks", "results", "eval_actions_*.json")))
-    out = {"benchmark": "bar_rates", "bar": UPRIGHT_BAR,
-           "interval": "95% Wilson score interval over seeds", "arms": {}}
-    for path in files:
-      if not os.path.exists(path):
-        raise config_errors.ConfigError(f"{path}: no such file")
-      name = os.path.basename(path)
-      for arm, row in file_rows(path).items():
-        out["arms"][f"{name}:{arm}"] = row
-    if args.runs:
-      out["arms"]["single runs"] = single_runs_row(args.runs)
-  except config_errors.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(out, indent=1))
-  return 0
+  return config_errors.print_json_or_refuse(
+      "bar_rates", lambda: bar_rates(args.arms_files, args.runs))
 
 
 if __name__ == "__main__":

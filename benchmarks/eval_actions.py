@@ -21,7 +21,6 @@ the Gym-rules return (``mean_applied`` - ``clip_mean``) with its IQM and interva
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -75,13 +74,9 @@ def main(argv=None):
   if args.episodes is not None and args.episodes < 1:
     print("eval_actions: --episodes must be at least 1", file=sys.stderr)
     return 2
-  try:
-    result = evaluate_rules(args.run_dir, args.episodes)
-  except (checkpoint.CheckpointError, config_errors.ConfigError) as e:
-    print(f"eval_actions: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(result, indent=1))
-  return 0
+  return config_errors.print_json_or_refuse(
+      "eval_actions", lambda: evaluate_rules(args.run_dir, args.episodes),
+      (checkpoint.CheckpointError,))
 
 
 if __name__ == "__main__":

@@ -153,13 +153,10 @@ def main(argv=None) -> int:
   p.add_argument("--steps", type=int, default=256, help="rollout steps to draw starts from")
   p.add_argument("--seed", type=int, default=7)
   args = p.parse_args(argv)
-  try:
-    out = probe(args.run_dir, run=args.run, pairs=args.pairs, steps=args.steps, seed=args.seed)
-  except (checkpoint.CheckpointError, config_errors.ConfigError) as e:
-    print(f"partner_probe: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(out, indent=1))
-  return 0
+  return config_errors.print_json_or_refuse(
+      "partner_probe", lambda: probe(args.run_dir, run=args.run, pairs=args.pairs,
+                                     steps=args.steps, seed=args.seed),
+      (checkpoint.CheckpointError,))
 
 
 if __name__ == "__main__":

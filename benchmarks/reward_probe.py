@@ -207,14 +207,11 @@ def main(argv=None):
   args = p.parse_args(argv)
   variants = ({} if args.online_only else
               {name: shlex.split(o) for name, o in (args.variant or [("as_run", "")])})
-  try:
-    result = probe(args.run_dir, variants, iterations=args.iterations, steps=args.steps,
-                   pairs=args.pairs, seed=args.seed, run=args.run)
-  except (checkpoint.CheckpointError, config_errors.ConfigError) as e:
-    print(f"reward_probe: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(result, indent=1))
-  return 0
+  return config_errors.print_json_or_refuse(
+      "reward_probe", lambda: probe(args.run_dir, variants, iterations=args.iterations,
+                                    steps=args.steps, pairs=args.pairs, seed=args.seed,
+                                    run=args.run),
+      (checkpoint.CheckpointError,))
 
 
 if __name__ == "__main__":

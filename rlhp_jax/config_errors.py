@@ -39,3 +39,18 @@ def probability(value, field: str) -> None:
 
 def one_of(value, choices, field: str) -> None:
   require(value in choices, field, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def print_json_or_refuse(program: str, compute, errors: tuple = ()) -> int:
+  """A benchmark script's ending: ``compute()``'s result as JSON on stdout and exit status 0, or,
+  if it raises ``ConfigError`` (or one of ``errors``), one line ``<program>: <message>`` on stderr,
+  nothing on stdout, and exit status 2."""
+  import json
+  import sys
+  try:
+    result = compute()
+  except (ConfigError, *errors) as e:
+    print(f"{program}: {e}", file=sys.stderr)
+    return 2
+  print(json.dumps(result, indent=1))
+  return 0

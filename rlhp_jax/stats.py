@@ -7,6 +7,8 @@ seeds.
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 
 
@@ -66,7 +68,6 @@ def share_ci(successes, confidence: float = 0.95) -> dict:
   A per-seed pass/fail is a Bernoulli draw, and with 8 seeds the percentile bootstrap of a share
   collapses to [0, 0] or [1, 1] whenever every seed agrees; Wilson's interval does not (8 of 8:
   [0.68, 1.00]). successes: [n] bools -> {"met", "of", "share", "ci95", "per_seed"}."""
-  from statistics import NormalDist
   x = np.asarray(successes, bool).ravel()
   n, k = len(x), int(x.sum())
   if n == 0:
