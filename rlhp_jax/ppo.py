@@ -378,7 +378,7 @@ def update(agent: Agent, params: AgentParams, opt_state, transitions: Transition
 def init_state(agent: Agent, env: Hopper, key: jax.Array) -> PPOState:
   k_agent, k_env, k_state, k_stagger = jax.random.split(key, 4)
   params = agent.init(k_agent)
-  env_state = jax.vmap(env.reset)(jax.random.split(k_env, agent.cfg.num_envs))
+  env_state = jax.vmap(env.train_reset)(jax.random.split(k_env, agent.cfg.num_envs))
   env_state = jax.vmap(env.stagger)(env_state, jax.random.split(k_stagger, agent.cfg.num_envs))
   return PPOState(params=params, opt_state=agent.optimizer.init(trainable(params)), env_state=env_state,
                   key=k_state, env_steps=jnp.zeros((), jnp.int32))

@@ -253,3 +253,27 @@ def test_fixed_horizon_episodes_start_staggered():
   assert t.min() >= 0 and t.max() < 100 and len(np.unique(t)) > 30
   gym = hopper.make(hopper.HopperConfig(mode="gym"))
   assert (np.asarray(ppo.init_state(agent, gym, jax.random.PRNGKey(0)).env_state.t) == 0).all()
+
+
+def test_training_starts_can_be_wider_than_evaluation_starts():
+  """``train_reset_noise_scale`` widens only training episodes' starts (PPO's first states and
+  every ``auto_reset``); ``reset``, which evaluation uses, keeps Gym's 0.005."""
+  from rlhp_jax import config_errors, ppo
+  env = hopper.make(hopper.HopperConfig(mode="fixed_horizon", episode_length=100,
+                                        train_reset_noise_scale=0.1))
+  qpos0 = np.asarray(env.mj_model.qpos0)
+  keys = jax.random.split(jax.random.PRNGKey(0), 64)
+  spread = lambda states: np.abs(np.asarray(states.data.qpos) - qpos0).max()
+  assert spread(jax.vmap(env.reset)(keys)) <= 0.005
+  assert 0.05 < spread(jax.vmap(env.train_reset)(keys)) <= 0.1
+  cfg = ppo.PPOConfig(num_envs=64, unroll_length=8, num_minibatches=1)
+  agent = ppo.Agent(cfg, hopper.OBS_SIZE, hopper.ACTION_SIZE)
+  assert 0.05 < spread(ppo.init_state(agent, env, jax.random.PRNGKey(0)).env_state) <= 0.1
+  finished = jax.vmap(env.reset)(keys).replace(truncated=jnp.ones(64, bool))
+  assert 0.05 < spread(jax.vmap(env.auto_reset)(finished)) <= 0.1
+  # unset, training starts are evaluation's, draw for draw
+  plain = hopper.make(hopper.HopperConfig(mode="fixed_horizon", episode_length=100))
+  np.testing.assert_array_equal(jax.vmap(plain.train_reset)(keys).data.qpos,
+                                jax.vmap(plain.reset)(keys).data.qpos)
+  with pytest.raises(config_errors.ConfigError, match="env.train_reset_noise_scale"):
+    hopper.HopperConfig(train_reset_noise_scale=-0.1)

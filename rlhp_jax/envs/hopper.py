@@ -64,6 +64,10 @@ class HopperConfig:
   """Implicit joint damping in the Euler integrator (MuJoCo's default); off is faster."""
   reset_noise_scale: float = 5e-3
   """Uniform noise added to the initial qpos and qvel, as in Gym."""
+  train_reset_noise_scale: float | None = None
+  """The same noise for training episodes' starts only (PPO's rollouts, hence the candidate
+  fragments); evaluation always starts from ``reset_noise_scale``. None: ``reset_noise_scale``.
+  A wider start distribution trains the first steps from more varied states."""
   healthy_z_min: float = 0.7
   """Gym's healthy range for torso height: z > 0.7."""
   healthy_angle_max: float = 0.2
@@ -88,6 +92,8 @@ class HopperConfig:
     v.positive_int(self.solver_iterations, "env.solver_iterations")
     v.positive_int(self.ls_iterations, "env.ls_iterations")
     v.non_negative(self.reset_noise_scale, "env.reset_noise_scale")
+    if self.train_reset_noise_scale is not None:
+      v.non_negative(self.train_reset_noise_scale, "env.train_reset_noise_scale")
     v.positive(self.healthy_z_min, "env.healthy_z_min")
     v.positive(self.healthy_angle_max, "env.healthy_angle_max")
     v.positive(self.healthy_state_max, "env.healthy_state_max")
@@ -175,16 +181,25 @@ class Hopper:
         unhealthy_penalty=0.0 if cfg.mode == "gym" else cfg.unhealthy_penalty,
         forward_while_unhealthy=cfg.forward_while_unhealthy)
 
-  def _initial_qpos_qvel(self, key):
+  def _initial_qpos_qvel(self, key, s: float):
     kq, kv = jax.random.split(key)
-    s = self.cfg.reset_noise_scale
     qpos = jnp.asarray(self.mj_model.qpos0) + jax.random.uniform(kq, (6,), minval=-s, maxval=s)
     qvel = jax.random.uniform(kv, (6,), minval=-s, maxval=s)
     return qpos, qvel
 
   def reset(self, key: jax.Array) -> EnvState:
+    """A fresh episode from Gym's start distribution (``reset_noise_scale``): evaluation's."""
     key, init_key = jax.random.split(key)
-    qpos, qvel = self._initial_qpos_qvel(init_key)
+    qpos, qvel = self._initial_qpos_qvel(init_key, self.cfg.reset_noise_scale)
+    return self.at(qpos, qvel, key)
+
+  def train_reset(self, key: jax.Array) -> EnvState:
+    """A fresh training episode: ``reset`` with ``train_reset_noise_scale`` when set."""
+    s = self.cfg.train_reset_noise_scale
+    if s is None:
+      return self.reset(key)
+    key, init_key = jax.random.split(key)
+    qpos, qvel = self._initial_qpos_qvel(init_key, s)
     return self.at(qpos, qvel, key)
 
   def at(self, qpos: jax.Array, qvel: jax.Array, key: jax.Array) -> EnvState:
@@ -225,7 +240,7 @@ class Hopper:
   def auto_reset(self, state: EnvState) -> EnvState:
     """Restarts the episode in place if it is done; otherwise returns ``state`` unchanged."""
     key, reset_key = jax.random.split(state.key)
-    fresh = self.reset(reset_key)
+    fresh = self.train_reset(reset_key)
     done = state.done
     pick = lambda new, old: jnp.where(done, new, old)
     data = state.data.replace(qpos=pick(fresh.data.qpos, state.data.qpos),
