@@ -187,20 +187,19 @@ class Hopper:
     qvel = jax.random.uniform(kv, (6,), minval=-s, maxval=s)
     return qpos, qvel
 
+  def _start(self, key: jax.Array, noise_scale: float) -> EnvState:
+    key, init_key = jax.random.split(key)
+    qpos, qvel = self._initial_qpos_qvel(init_key, noise_scale)
+    return self.at(qpos, qvel, key)
+
   def reset(self, key: jax.Array) -> EnvState:
     """A fresh episode from Gym's start distribution (``reset_noise_scale``): evaluation's."""
-    key, init_key = jax.random.split(key)
-    qpos, qvel = self._initial_qpos_qvel(init_key, self.cfg.reset_noise_scale)
-    return self.at(qpos, qvel, key)
+    return self._start(key, self.cfg.reset_noise_scale)
 
   def train_reset(self, key: jax.Array) -> EnvState:
     """A fresh training episode: ``reset`` with ``train_reset_noise_scale`` when set."""
     s = self.cfg.train_reset_noise_scale
-    if s is None:
-      return self.reset(key)
-    key, init_key = jax.random.split(key)
-    qpos, qvel = self._initial_qpos_qvel(init_key, s)
-    return self.at(qpos, qvel, key)
+    return self._start(key, self.cfg.reset_noise_scale if s is None else s)
 
   def at(self, qpos: jax.Array, qvel: jax.Array, key: jax.Array) -> EnvState:
     """A fresh episode (clock at 0) from the physical state (qpos [6], qvel [6]): a reset's
