@@ -8,7 +8,8 @@ Wilson intervals, from results already on disk (no training).
 The main job's bar (issue 10; ``arms.UPRIGHT_BAR``) is asked of one seed, but each seed's final
 policy passes or fails it: a draw with some probability. Here every stored arm (8 seeds, one
 ``arms.py`` invocation each) is scored seed by seed, and ``--runs`` pools the ``summary.json`` of
-single runs (the main job run as a user runs it, one ``--run.seed`` per command) into one row.
+single runs (the main job run as a user runs it, one ``--run.seed`` per command) into one row,
+naming each score's seed (``seeds``, from the ``config.json`` saved beside the run).
 An ``eval_actions.py`` file gives one row per evaluation rule (the same checkpoints re-scored).
 Prints JSON: per arm, the share meeting the whole bar and the share with Gym-rules >= 2500 alone,
 each with its 95% Wilson interval, the Gym-rules IQM with its bootstrap interval, and the arm's
@@ -59,21 +60,36 @@ def file_rows(path: str) -> dict:
 def single_runs_row(run_dirs) -> dict:
   """Pool single runs (one seed each, or a few) into one arm from their summary.json files."""
   per_seed = {name: [] for name in SCORES}
-  seeds, steps = [], set()
+  names, seeds, steps = [], [], set()
   for d in run_dirs:
     path = os.path.join(d, "summary.json")
     if not os.path.exists(path):
       raise config_errors.ConfigError(f"--runs: {d} has no summary.json (is the run finished?)")
     with open(path) as f:
       summary = json.load(f)
+    n = 0
     for name, key in SCORES.items():
-      per_seed[name] += np.ravel(summary[key]).astype(float).tolist()
-    seeds.append(os.path.basename(os.path.normpath(d)))
+      values = np.ravel(summary[key]).astype(float).tolist()
+      per_seed[name] += values
+      n = len(values)
+    names.append(os.path.basename(os.path.normpath(d)))
+    seeds += run_seeds(d, n)
     steps.add(summary["env_steps"])
   arm = {name: {"per_seed": v} for name, v in per_seed.items()}
   arm["env_steps_per_seed"] = steps.pop() if len(steps) == 1 else sorted(steps)
-  return {**arm_row(arm), "runs": seeds,
+  return {**arm_row(arm), "runs": names, "seeds": seeds,
           "per_seed": {name: per_seed[name] for name in UPRIGHT_BAR}}
+
+
+def run_seeds(run_dir: str, n: int) -> list:
+  """The seeds of a run's ``n`` per-run scores, from the ``config.json`` saved beside it
+  (``run.seed`` and the ones after it; one teacher setting), or None each where it is missing."""
+  try:
+    with open(os.path.join(run_dir, "config.json")) as f:
+      first = int(json.load(f)["run"]["seed"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return [None] * n
+  return [first + i for i in range(n)]
 
 
 def bar_rates(files, run_dirs) -> dict:

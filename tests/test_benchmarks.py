@@ -381,6 +381,7 @@ def test_bar_rates_scores_each_seed_against_every_part_of_the_bar(tmp_path):
          "eval_healthy_fraction_per_run": [h], "eval_forward_speed_per_run": [2.0],
          "eval_gym_length_per_run": [1000], "eval_gym_length_min_per_run": [1000]}))
     runs.append(str(d))
+  (tmp_path / "run0" / "config.json").write_text(json.dumps({"run": {"seed": 7}}))
   out = run_script("bar_rates.py", str(tmp_path / "arms.json"), str(tmp_path / "eval.json"),
                    "--runs", *runs)
   rows = out["arms"]
@@ -394,6 +395,7 @@ def test_bar_rates_scores_each_seed_against_every_part_of_the_bar(tmp_path):
   assert rows["eval.json:mean_applied"]["upright_bar"]["met"] == 1
   single = rows["single runs"]
   assert single["upright_bar"]["per_seed"] == [True, False] and single["runs"] == ["run0", "run1"]
+  assert single["seeds"] == [7, None]   # from run0's config.json; run1 has none
   assert single["env_steps_per_seed"] == 4096
   lo, hi = single["upright_bar"]["ci95"]
   assert 0 < lo < 0.5 < hi < 1
