@@ -67,13 +67,10 @@ def single_runs_row(run_dirs) -> dict:
       raise config_errors.ConfigError(f"--runs: {d} has no summary.json (is the run finished?)")
     with open(path) as f:
       summary = json.load(f)
-    n = 0
     for name, key in SCORES.items():
-      values = np.ravel(summary[key]).astype(float).tolist()
-      per_seed[name] += values
-      n = len(values)
+      per_seed[name] += np.ravel(summary[key]).astype(float).tolist()
     names.append(os.path.basename(os.path.normpath(d)))
-    seeds += run_seeds(d, n)
+    seeds += run_seeds(d, np.size(summary[SCORES["gym_return"]]))
     steps.add(summary["env_steps"])
   arm = {name: {"per_seed": v} for name, v in per_seed.items()}
   arm["env_steps_per_seed"] = steps.pop() if len(steps) == 1 else sorted(steps)
@@ -82,14 +79,16 @@ def single_runs_row(run_dirs) -> dict:
 
 
 def run_seeds(run_dir: str, n: int) -> list:
-  """The seeds of a run's ``n`` per-run scores, from the ``config.json`` saved beside it
-  (``run.seed`` and the ones after it; one teacher setting), or None each where it is missing."""
+  """The seeds of a run's ``n`` per-run scores, from the ``config.json`` saved beside it: runs
+  are teacher settings x seeds, seeds ``run.seed`` onward repeating per teacher (as
+  ``core.run_keys`` stacks them); None each where the file or field is missing."""
   try:
     with open(os.path.join(run_dir, "config.json")) as f:
-      first = int(json.load(f)["run"]["seed"])
+      run = json.load(f)["run"]
+    first, num_seeds = int(run["seed"]), int(run.get("num_seeds", n)) or n
   except (OSError, ValueError, KeyError, TypeError):
     return [None] * n
-  return [first + i for i in range(n)]
+  return [first + i % num_seeds for i in range(n)]
 
 
 def bar_rates(files, run_dirs) -> dict:
