@@ -399,3 +399,44 @@ def test_partner_probe_scores_pairs_by_hand():
   assert s["ties"] == 0.5 and s["wrong_order"] == 1.0 and s["price_errors"] == 0.5
   p = 1 / (1 + np.exp(-1.0))
   np.testing.assert_allclose(s["entropy"], -(p * np.log(p) + (1 - p) * np.log(1 - p)), rtol=1e-5)
+
+
+def test_frozen_reward_retrains_ppo_on_the_runs_final_reward(cli_run, tiny_cfg, capsys):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "bench_frozen_reward", os.path.join(ROOT, "benchmarks", "frozen_reward.py"))
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  restored = checkpoint.restore_run(cli_run).one(0)
+  cfg, system, state, eval_keys, described = bench.load_sources([cli_run], ppo_seeds=2)
+  # every retrain holds the run's final reward; PPO seed 0 starts as the run started
+  for r in range(2):
+    for got, want in zip(jax.tree.leaves(jax.tree.map(lambda x: x[r], state.reward)),
+                         jax.tree.leaves(restored.reward)):
+      np.testing.assert_array_equal(got, want)
+  first = system.init(core.run_keys(cfg, 1)[0]).ppo.params
+  same = jax.tree.leaves(jax.tree.map(lambda x: x[0], state.ppo.params))
+  other = jax.tree.leaves(jax.tree.map(lambda x: x[1], state.ppo.params))
+  assert all(np.array_equal(a, b) for a, b in zip(same, jax.tree.leaves(first)))
+  assert not all(np.array_equal(a, b) for a, b in zip(other, jax.tree.leaves(first)))
+  np.testing.assert_array_equal(eval_keys[0], core.eval_keys(cfg, 1)[0])
+  assert [d["ppo_seed"] for d in described] == [0, 1] and described[0]["seed"] == cfg.run.seed
+  # an iteration trains the policy and leaves the reward ensemble as it was
+  one = jax.tree.map(lambda x: x[0], state)
+  after = jax.jit(lambda s: bench.frozen_iteration(system, s))(one)
+  for a, b in zip(jax.tree.leaves(after.reward), jax.tree.leaves(one.reward)):
+    np.testing.assert_array_equal(a, b)
+  assert not all(np.array_equal(a, b) for a, b in
+                 zip(jax.tree.leaves(after.ppo.params), jax.tree.leaves(one.ppo.params)))
+  assert int(after.ppo.env_steps) == int(one.ppo.env_steps) + system.iteration_env_steps
+  out = bench.retrain([cli_run], ppo_seeds=1, total_iterations=3)
+  with open(os.path.join(cli_run, "summary.json")) as f:
+    run_summary = json.load(f)
+  (run,) = out["runs"]
+  assert run["source"]["gym_return"] == run_summary["eval_gym_return_per_run"][0]
+  assert run["source_passes"] is False and run["retrain_passes"] is False  # 1024 steps: no hop
+  assert out["eval_env_steps"] == [3 * system.iteration_env_steps]
+  assert sum(out["table"].values()) == 1 and out["table"]["source fail, retrain fail"] == 1
+  assert 0 <= run["retrain"]["healthy_fraction"] <= 1
+  assert bench.main([os.path.join(cli_run, "nowhere")]) == 2
+  assert "is not a run directory" in capsys.readouterr().err
