@@ -184,7 +184,11 @@ def main(argv=None):
                   help="RL iterations per retrain (default: the source runs' own)")
   ap.add_argument("--out", default=None, help="folder for frozen_reward.json")
   args = ap.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+  if not log.handlers:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+  log.setLevel(logging.INFO)   # this script's progress only, not every library's INFO lines
 
   def compute():
     config_errors.require(args.ppo_seeds >= 1, "--ppo-seeds", "must be >= 1")
