@@ -41,7 +41,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from arms import UPRIGHT_BAR  # noqa: E402
+from arms import SCORES, UPRIGHT_BAR  # noqa: E402
 from rlhp_jax import checkpoint, compile_cache, config_errors, core, summary  # noqa: E402
 from rlhp_jax.layout import Layout  # noqa: E402
 
@@ -66,16 +66,14 @@ def scores_of(row: dict, i: int) -> dict:
 
 
 def source_scores(run_dir: str, i: int) -> dict | None:
-  """The source run's final scores for its ``i``-th run (its summary.json), None without one."""
+  """The source run's final scores for its ``i``-th run (its summary.json, by ``arms.SCORES``),
+  None without one."""
   path = os.path.join(run_dir, "summary.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
     s = json.load(f)
-  return {"gym_return": s["eval_gym_return_per_run"][i],
-          "seals_return": s["eval_seals_return_per_run"][i],
-          "healthy_fraction_worst_episode": s["eval_healthy_fraction_min_per_run"][i],
-          "healthy_fraction": s["eval_healthy_fraction_per_run"][i]}
+  return {name: s[key][i] for name, key in SCORES.items() if key in s}
 
 
 def same_shapes(a, b) -> bool:
