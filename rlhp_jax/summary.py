@@ -66,8 +66,29 @@ def flips(ev) -> tuple[np.ndarray, np.ndarray]:
           per_episode(tasks.flips_landed, qpos[..., 2], qpos[..., 1]))
 
 
+CPU_FEATURES = ("avx2", "avx512f", "fma")
+"""Vector extensions XLA:CPU compiles for when the host has them: the same program can round
+differently on another host. Session 30 ran the commit of session 27's main-job run (seed 0,
+the same package versions) to Gym-rules 3540 where session 27 had got 128; the host is the
+likeliest difference, and summaries before session 30 did not name it."""
+
+
+def host_cpu() -> dict:
+  """The host's CPU model and which of ``CPU_FEATURES`` it has (from /proc/cpuinfo; empty
+  where that is missing)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      info = f.read()
+  except OSError:
+    return {}
+  field = lambda name: next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                             if line.split(":", 1)[0].strip() == name), "")
+  flags = set(field("flags").split())
+  return {"model": field("model name"), "features": [f for f in CPU_FEATURES if f in flags]}
+
+
 def software() -> dict:
-  """What computed the run: the backend, its device count and the versions of
+  """What computed the run: the backend, its device count, the host CPU and the versions of
   ``VERSIONED_PACKAGES`` (None where a package is missing)."""
   from importlib import metadata
 
@@ -78,7 +99,8 @@ def software() -> dict:
       versions[name] = metadata.version(name)
     except metadata.PackageNotFoundError:
       versions[name] = None
-  return {"backend": jax.default_backend(), "devices": jax.device_count(), "versions": versions}
+  return {"backend": jax.default_backend(), "devices": jax.device_count(), "cpu": host_cpu(),
+          "versions": versions}
 
 
 def summarize(cfg, ev, *, env_steps: int, labels_per_run, last_row: dict, teacher_configs,

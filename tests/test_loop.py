@@ -67,6 +67,9 @@ def test_cli_run_leaves_its_files(cli_run):
   assert software["versions"]["jax"] == jax.__version__ and software["backend"] == "cpu"
   assert set(software["versions"]) == {"jax", "jaxlib", "mujoco", "mujoco-mjx", "flax",
                                        "optax", "numpy"}
+  from rlhp_jax import summary as summary_module     # ... and on the same kind of CPU
+  assert software["cpu"] == summary_module.host_cpu()
+  assert set(software["cpu"].get("features", [])) <= set(summary_module.CPU_FEATURES)
   all_rows = [json.loads(l) for l in open(os.path.join(cli_run, "metrics.jsonl"))]
   rows = [r for r in all_rows if "steps_per_s" in r]           # one per training chunk
   assert len(rows) == 4 and rows[-1]["prefs/requested"] == [24]
