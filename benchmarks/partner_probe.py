@@ -118,7 +118,7 @@ def probe(run_dir: str, *, run: int = 0, pairs: int = 1024, steps: int = 256,
   t = t0[:, None] + np.arange(length)
   done = np.asarray(tr.done)[t, env[:, None]]
   keep = ~done[:, :-1].any(-1)                   # the fragment stays in one episode
-  frag = {"obs": np.asarray(tr.obs)[t, env[:, None]][keep],
+  frag = {"obs": np.asarray(system.scored_obs(tr))[t, env[:, None]][keep],
           "action": np.asarray(applied_action(tr.action))[t, env[:, None]][keep],
           "true_reward": np.asarray(tr.true_reward)[t, env[:, None]][keep]}
   qpos, qvel = tr.qpos[t0[keep], env[keep]], tr.qvel[t0[keep], env[keep]]
@@ -135,7 +135,8 @@ def probe(run_dir: str, *, run: int = 0, pairs: int = 1024, steps: int = 256,
   for i, (name, (noise, how)) in enumerate(PARTNERS.items()):
     roll = jax.jit(functools.partial(
         branches.rollout, system.agent, system.env, params, length=length, noise=noise,
-        steer=steer_fn(system, params, reward_state, how)))
+        steer=steer_fn(system, params, reward_state, how),
+        scored_after=cfg.reward.observation == "after"))
     p = roll(jax.random.fold_in(k_partner, i), qpos, qvel)
     partner = {"obs": np.asarray(p.obs), "true_reward": np.asarray(p.true_reward)}
     partner_members = np.asarray(member_returns(p.obs, p.action))

@@ -25,7 +25,7 @@ from rlhp_jax.fragments import FragmentPairs, with_second_fragments
 
 
 def rollout(agent, env, params, key: jax.Array, qpos: jax.Array, qvel: jax.Array, *,
-            length: int, noise: float, steer=None) -> FragmentPairs:
+            length: int, noise: float, steer=None, scored_after: bool = False) -> FragmentPairs:
   """``length`` steps of the policy (``agent`` with ``params``, sampled as in training) from
   each of N physical states (qpos [N, nq], qvel [N, nv]), each branch's control offset by a
   constant N(0, noise^2) draw per actuator: single fragments, leaves [N, L, ...] laid out as
@@ -33,7 +33,8 @@ def rollout(agent, env, params, key: jax.Array, qpos: jax.Array, qvel: jax.Array
   the physics applied, the task's reward of the step). ``steer(obs [N, D], control [N, A])
   -> control`` (optional) then changes each step's control (``benchmarks/partner_probe.py``
   steers along the learned reward's gradient, or replaces the sample by the policy's mean);
-  the result is clipped to the box."""
+  the result is clipped to the box. ``scored_after``: the fragments' obs are those each step
+  ends in (``reward.observation="after"``), as the run's own fragments are."""
   n = qpos.shape[0]
   k_offset, k_env, k_steps = jax.random.split(key, 3)
   offset = noise * jax.random.normal(k_offset, (n, ACTION_SIZE))
@@ -46,7 +47,7 @@ def rollout(agent, env, params, key: jax.Array, qpos: jax.Array, qvel: jax.Array
     if steer is not None:
       control = applied_action(steer(state.obs, control))
     nxt = step(state, control)
-    frag = FragmentPairs(obs=state.obs, action=control, true_reward=nxt.true_reward,
+    frag = FragmentPairs(obs=nxt.obs if scored_after else state.obs, action=control, true_reward=nxt.true_reward,
                          qpos=state.data.qpos, qvel=state.data.qvel)
     return nxt, frag
 

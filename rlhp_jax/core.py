@@ -72,7 +72,7 @@ class Segment:
   """What a query needs of the iteration's rollouts: leaves [K * T, B], the K rollouts of each
   env laid end to end in time (they are consecutive in the env's life)."""
 
-  obs: jax.Array
+  obs: jax.Array            # what the reward nets score (``RLHP.scored_obs``)
   action: jax.Array         # raw policy samples (fragments clip them)
   true_reward: jax.Array
   qpos: jax.Array
@@ -138,11 +138,17 @@ class RLHP:
     return jax.lax.map(self.init, keys)
 
   # -- the iteration ------------------------------------------------------------------------
-  def raw_learned_reward(self, reward_state, transitions) -> jax.Array:
-    """Each member's reward of the applied (clipped) actions: [K, T, B]."""
-    obs = self.ensemble.inputs(reward_state.obs_stats, transitions.obs)
-    return self.ensemble.member_rewards(reward_state.params, obs,
-                                        hopper.applied_action(transitions.action))
+  def scored_obs(self, transitions) -> jax.Array:
+    """The observation of each step that the reward nets score (``reward.observation``): the
+    one acted on, or the one the step ended in (before any reset)."""
+    return transitions.next_obs if self.cfg.reward.observation == "after" else transitions.obs
+
+  def raw_learned_reward(self, reward_state, obs, action) -> jax.Array:
+    """Each member's reward of the scored observations ``obs`` [T, B, D] and the applied
+    (clipped) actions: [K, T, B]."""
+    return self.ensemble.member_rewards(reward_state.params,
+                                        self.ensemble.inputs(reward_state.obs_stats, obs),
+                                        hopper.applied_action(action))
 
   def learned_reward(self, params_norm_beta, transitions):
     """The reward PPO optimises: each member's reward normalised by its running statistics
@@ -150,7 +156,8 @@ class RLHP:
     spread (the optimistic bonus; beta 0 without one). Returns (rewards [T, B],
     (reward_state, norm, beta))."""
     reward_state, norm, beta = params_norm_beta
-    raw = self.raw_learned_reward(reward_state, transitions)
+    raw = self.raw_learned_reward(reward_state, self.scored_obs(transitions),
+                                  transitions.action)
     norm = reward_model.update_norm(norm, raw, self.cfg.reward.normalization_rate)
     members = reward_model.normalize_members(norm, raw)
     return members.mean(0) + beta * members.std(0), (reward_state, norm, beta)
@@ -169,8 +176,8 @@ class RLHP:
     def one(carry, _):
       s, rp = carry
       s, tr, m, rp = ppo.train_step(self.agent, self.env, s, reward_fn, rp)
-      seg = Segment(obs=tr.obs, action=tr.action, true_reward=tr.true_reward, qpos=tr.qpos,
-                    qvel=tr.qvel, done=tr.done, episode_step=tr.episode_step)
+      seg = Segment(obs=self.scored_obs(tr), action=tr.action, true_reward=tr.true_reward,
+                    qpos=tr.qpos, qvel=tr.qvel, done=tr.done, episode_step=tr.episode_step)
       return (s, rp), (seg, m)
 
     (state, reward_params), (seg, m) = jax.lax.scan(
@@ -200,7 +207,7 @@ class RLHP:
     frozen = state.ppo.replace(env_state=new_ppo.env_state, key=new_ppo.key,
                                env_steps=new_ppo.env_steps)
     new_ppo = tree_select(warmup, frozen, new_ppo)
-    learned = self.raw_learned_reward(state.reward, seg).mean(0)
+    learned = self.raw_learned_reward(state.reward, seg.obs, seg.action).mean(0)
     metrics["reward/true_corr"] = reward_model.pearson(learned, seg.true_reward)
     reward_state = self.ensemble.observe(state.reward, seg.obs)
     member_returns = lambda obs, action: self.ensemble.fragment_returns(
@@ -236,7 +243,8 @@ class RLHP:
     if p.branch_share == 0:
       return None
     rollout_fn = functools.partial(branches.rollout, self.agent, self.env, params,
-                                   length=p.fragment_length, noise=p.branch_noise)
+                                   length=p.fragment_length, noise=p.branch_noise,
+                                   scored_after=self.cfg.reward.observation == "after")
     return functools.partial(branches.with_branched_partners, share=p.branch_share,
                              rollout_fn=rollout_fn)
 

@@ -24,6 +24,7 @@ from rlhp_jax import running_stats, sampling
 
 
 REWARD_HEADS = ("linear", "gated")
+REWARD_OBSERVATIONS = ("before", "after")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,13 @@ class RewardModelConfig:
   whose reward is a function of the state (fixed-horizon hop forward has no control cost); an
   action input then only lets a member fit label noise through the actions, which the policy
   can exploit without changing what it does."""
+  observation: str = "before"
+  """Which observation of a step the nets score with its action. ``"before"``: the one the
+  policy acted on, s_t (the paper's r(o, a)). ``"after"``: the one the step ends in, s_{t+1}:
+  the state on which a task like fixed-horizon Hopper decides the step's health (and whose
+  velocity is its progress), so an edge such as |pitch| < 0.2 is a step in the nets' own inputs
+  instead of something they must predict from s_t and the action through the dynamics. Both
+  fragments of every pair, the input statistics and the reward PPO is given use the same one."""
   head: str = "linear"
   """The nets' output layer. ``"linear"``: r = w . h(s, a) + b, the trunk's features summed.
   ``"gated"``: three outputs (g, u, c) of the trunk and r = sigmoid(g) * u + c, a reward that
@@ -111,6 +119,8 @@ class RewardModelConfig:
     v.non_negative(self.l2_init, "reward.l2_init")
     v.require(0 < self.l2_low < self.l2_high, "reward.l2_low",
               f"need 0 < l2_low < l2_high, got {self.l2_low!r}, {self.l2_high!r}")
+    v.require(self.observation in REWARD_OBSERVATIONS, "reward.observation",
+              f"must be one of {', '.join(REWARD_OBSERVATIONS)}, got {self.observation!r}")
     v.require(self.head in REWARD_HEADS, "reward.head",
               f"must be one of {', '.join(REWARD_HEADS)}, got {self.head!r}")
     v.non_negative(self.exploration_bonus, "reward.exploration_bonus")

@@ -143,3 +143,15 @@ def test_branch_settings_are_checked():
   with pytest.raises(Exception, match="prefs.branch_share"):
     dataclasses.replace(cfg, env=gym, prefs=dataclasses.replace(cfg.prefs, branch_share=0.5))
   dataclasses.replace(cfg, env=gym)
+
+
+def test_branches_can_record_the_observation_each_step_ends_in(branched):
+  """``scored_after`` (``reward.observation="after"``): the same branches, each step's obs the
+  one it ends in, so that a branch is scored as the run's own fragments are."""
+  env, agent, params, qpos, qvel, plain, _ = branched
+  after = jax.jit(lambda: branches.rollout(agent, env, params, jax.random.PRNGKey(2), qpos, qvel,
+                                           length=LENGTH, noise=0.0, scored_after=True))()
+  np.testing.assert_array_equal(after.action, plain.action)
+  np.testing.assert_array_equal(after.qpos, plain.qpos)
+  np.testing.assert_allclose(after.obs[:, :-1], plain.obs[:, 1:], atol=1e-6)
+  assert np.abs(np.asarray(after.obs[:, 0] - plain.obs[:, 0])).max() > 1e-3

@@ -282,7 +282,7 @@ def test_optimistic_bonus_adds_the_members_spread_and_decays():
   state = system.init(jax.random.PRNGKey(0))
   tr = SimpleNamespace(obs=jax.random.normal(jax.random.PRNGKey(1), (6, 4, hopper.OBS_SIZE)),
                        action=jax.random.normal(jax.random.PRNGKey(2), (6, 4, 3)))
-  raw = system.raw_learned_reward(state.reward, tr)                        # [K, T, B]
+  raw = system.raw_learned_reward(state.reward, tr.obs, tr.action)        # [K, T, B]
   members = (raw - raw.mean((1, 2), keepdims=True)) / raw.std((1, 2), keepdims=True)
   plain, _ = system.learned_reward((state.reward, state.reward_norm, 0.0), tr)
   bonus, (_, norm, beta) = system.learned_reward((state.reward, state.reward_norm, 0.5), tr)
@@ -299,3 +299,44 @@ def test_optimistic_bonus_adds_the_members_spread_and_decays():
   np.testing.assert_allclose(charged, members.mean(0) - 0.75 * members.std(0), atol=1e-4)
   with pytest.raises(Exception, match="reward.pessimism"):
     rm.RewardModelConfig(pessimism=-0.1)
+
+
+def test_reward_nets_can_score_the_observation_each_step_ends_in():
+  """``reward.observation="after"``: the reward PPO is given, the iteration's fragments and
+  the nets' input statistics use the observation each step ends in (before any reset), not
+  the one the policy acted on."""
+  from types import SimpleNamespace
+  from rlhp_jax import core
+  from rlhp_jax.envs import hopper
+  from rlhp_jax.experiment import ExperimentConfig
+  from rlhp_jax.ppo import PPOConfig
+  with pytest.raises(Exception, match="reward.observation"):
+    rm.RewardModelConfig(observation="next")
+  cfg = ExperimentConfig(name="after", reward=rm.RewardModelConfig(observation="after"),
+                         env=hopper.HopperConfig(mode="fixed_horizon", episode_length=8),
+                         ppo=PPOConfig(num_envs=4, unroll_length=6, num_minibatches=2,
+                                       num_epochs=1),
+                         prefs=preferences.PreferenceConfig(fragment_length=3, total_labels=40,
+                                                            pairs_per_iteration=4))
+  system = core.RLHP(cfg)
+  state = system.init(jax.random.PRNGKey(0))
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  tr = SimpleNamespace(obs=jax.random.normal(keys[0], (6, 4, hopper.OBS_SIZE)),
+                       next_obs=jax.random.normal(keys[1], (6, 4, hopper.OBS_SIZE)),
+                       action=jax.random.normal(keys[2], (6, 4, 3)))
+  given, _ = system.learned_reward((state.reward, state.reward_norm, 0.0), tr)
+  raw = system.raw_learned_reward(state.reward, tr.next_obs, tr.action)
+  members = (raw - raw.mean((1, 2), keepdims=True)) / raw.std((1, 2), keepdims=True)
+  np.testing.assert_allclose(given, members.mean(0), atol=1e-4)
+  before = system.raw_learned_reward(state.reward, tr.obs, tr.action)
+  assert float(jnp.abs(raw - before).max()) > 1e-3
+  # the iteration's segment: each step's obs is the state the next step starts from, unless
+  # the step ended an episode (then that state is a reset's)
+  _, seg, _, _ = jax.jit(lambda s: system.ppo_phase(
+      s.ppo, system.learned_reward, (s.reward, s.reward_norm, 0.0)))(state)
+  ended = np.asarray(seg.done[:-1])
+  assert ended.any() and not ended.all()
+  following = jax.vmap(jax.vmap(hopper.observe))(seg.qpos[1:], seg.qvel[1:])
+  np.testing.assert_allclose(np.asarray(seg.obs[:-1])[~ended], np.asarray(following)[~ended],
+                             atol=1e-5)
+  assert np.abs(np.asarray(seg.obs[1:]) - np.asarray(following)).max() > 1e-2
