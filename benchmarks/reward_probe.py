@@ -90,7 +90,8 @@ def make_test_set(system: core.RLHP, state: core.RLHPState, key: jax.Array, step
                   & (jnp.abs(tr.next_obs[..., 1]) < env_cfg.healthy_angle_max))
   length = system.cfg.prefs.fragment_length
   batch = tr.obs.shape[1]
-  return TestSet(obs=np.asarray(system.scored_obs(tr)), action=np.asarray(hopper.applied_action(tr.action)),
+  return TestSet(obs=np.asarray(system.scored_obs(tr)),
+                 action=np.asarray(hopper.applied_action(tr.action)),
                  true_reward=np.asarray(tr.true_reward),
                  healthy=np.asarray(next_healthy, np.float32),
                  starts=np.asarray(jax.random.randint(k_t, (pairs, 2), 0, steps - length)),

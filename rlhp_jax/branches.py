@@ -47,8 +47,8 @@ def rollout(agent, env, params, key: jax.Array, qpos: jax.Array, qvel: jax.Array
     if steer is not None:
       control = applied_action(steer(state.obs, control))
     nxt = step(state, control)
-    frag = FragmentPairs(obs=nxt.obs if scored_after else state.obs, action=control, true_reward=nxt.true_reward,
-                         qpos=state.data.qpos, qvel=state.data.qvel)
+    frag = FragmentPairs(obs=nxt.obs if scored_after else state.obs, action=control,
+                         true_reward=nxt.true_reward, qpos=state.data.qpos, qvel=state.data.qvel)
     return nxt, frag
 
   _, frags = jax.lax.scan(one_step, start, jax.random.split(k_steps, length))  # leaves [L, N]
