@@ -136,7 +136,7 @@ def probe(run_dir: str, *, run: int = 0, pairs: int = 1024, steps: int = 256,
     roll = jax.jit(functools.partial(
         branches.rollout, system.agent, system.env, params, length=length, noise=noise,
         steer=steer_fn(system, params, reward_state, how),
-        scored_after=cfg.reward.observation == "after"))
+        scored_after=system.scores_after))
     p = roll(jax.random.fold_in(k_partner, i), qpos, qvel)
     partner = {"obs": np.asarray(p.obs), "true_reward": np.asarray(p.true_reward)}
     partner_members = np.asarray(member_returns(p.obs, p.action))

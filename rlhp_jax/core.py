@@ -108,6 +108,7 @@ class RLHP:
     self.agent = ppo.Agent(cfg.ppo, hopper.OBS_SIZE, hopper.ACTION_SIZE,
                            total_updates=self.optimizer_steps)
     self.ensemble = reward_model.RewardEnsemble(cfg.reward, hopper.OBS_SIZE, hopper.ACTION_SIZE)
+    self.scores_after = cfg.reward.observation == "after"   # reward.observation: s_{t+1}
 
   # -- state ------------------------------------------------------------------------------
   def init(self, key: jax.Array) -> RLHPState:
@@ -141,7 +142,7 @@ class RLHP:
   def scored_obs(self, transitions) -> jax.Array:
     """The observation of each step that the reward nets score (``reward.observation``): the
     one acted on, or the one the step ended in (before any reset)."""
-    return transitions.next_obs if self.cfg.reward.observation == "after" else transitions.obs
+    return transitions.next_obs if self.scores_after else transitions.obs
 
   def raw_learned_reward(self, reward_state, obs, action) -> jax.Array:
     """Each member's reward of the scored observations ``obs`` [T, B, D] and the applied
@@ -244,7 +245,7 @@ class RLHP:
       return None
     rollout_fn = functools.partial(branches.rollout, self.agent, self.env, params,
                                    length=p.fragment_length, noise=p.branch_noise,
-                                   scored_after=self.cfg.reward.observation == "after")
+                                   scored_after=self.scores_after)
     return functools.partial(branches.with_branched_partners, share=p.branch_share,
                              rollout_fn=rollout_fn)
 
