@@ -8,6 +8,10 @@ settings, so an ablation over teachers is a ``vmap`` over ``TeacherParams``, one
     equal  if |R_1 - R_2| < equal * S                   label 0.5
     label  = 1[R_1 > R_2]                               exact (beta = 0)
            ~ Bernoulli(sigmoid(beta * (R_1 - R_2)))     Boltzmann-rational when beta > 0
+           = sigmoid(beta * (R_1 - R_2))                graded (``graded``, beta > 0): the
+                                                        teacher reports how sure it is, so
+                                                        labels carry the margin, not only
+                                                        the sign (an ablation; not B-Pref's)
     flip the label with probability ``mistake``         mistakes
 
 ``S`` is the largest |R| among the pairs actually asked in the current query batch (``mask``), so
@@ -39,9 +43,17 @@ class TeacherConfig:
   """Skip pairs whose better return is below this fraction of the batch's largest |return|."""
   equal: float = 0.0
   """Label 0.5 when returns differ by less than this fraction of the batch's largest |return|."""
+  graded: bool = False
+  """Report the Boltzmann probability itself, sigmoid(beta * (R_1 - R_2)), as a soft label
+  instead of sampling a hard one from it (needs beta > 0). Exact labels identify only which
+  fragment is better; graded ones also say by how much, which pins the scale of one reward
+  term against another (e.g. the price of staying healthy against speed)."""
 
   def __post_init__(self):
     v.non_negative(self.beta, "teacher.beta")
+    v.require(not self.graded or self.beta > 0, "teacher.graded",
+              "needs teacher.beta > 0 (the label is sigmoid(beta * (R_1 - R_2))); "
+              f"got beta={self.beta!r}")
     v.require(0 < self.gamma <= 1, "teacher.gamma", f"must be in (0, 1], got {self.gamma!r}")
     v.probability(self.mistake, "teacher.mistake")
     v.probability(self.skip, "teacher.skip")
@@ -72,6 +84,7 @@ class TeacherParams:
   mistake: jax.Array
   skip: jax.Array
   equal: jax.Array
+  graded: jax.Array
 
 
 def stack(configs) -> TeacherParams:
@@ -90,7 +103,8 @@ def teach(params: TeacherParams, rewards: jax.Array, key: jax.Array, mask=None):
 
   rewards: [N, 2, L] oracle rewards of both fragments of each pair; mask: [N] bool, the pairs
   asked (default all): only they set the scale ``S`` of the skip and equal thresholds.
-  Returns (label [N] in {0, 0.5, 1}, valid [N] bool; False where the teacher skipped).
+  Returns (label [N] in {0, 0.5, 1}, or in [0, 1] when graded; valid [N] bool; False where the
+  teacher skipped).
   """
   returns = fragment_return(params, rewards)                # [N, 2]
   r1, r2 = returns[:, 0], returns[:, 1]
@@ -100,6 +114,7 @@ def teach(params: TeacherParams, rewards: jax.Array, key: jax.Array, mask=None):
   exact = jnp.where(r1 > r2, 1.0, jnp.where(r1 < r2, 0.0, 0.5))
   p_boltz = jax.nn.sigmoid(params.beta * (r1 - r2))
   boltz = jax.random.bernoulli(k_boltz, p_boltz).astype(jnp.float32)
+  boltz = jnp.where(params.graded > 0, p_boltz, boltz)
   label = jnp.where(params.beta > 0, boltz, exact)
   flip = jax.random.bernoulli(k_mistake, params.mistake, label.shape)
   label = jnp.where(flip, 1.0 - label, label)

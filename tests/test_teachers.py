@@ -3,8 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rlhp_jax import teachers as T
+from rlhp_jax.config_errors import ConfigError
 
 KEY = jax.random.PRNGKey(0)
 
@@ -77,3 +79,23 @@ def test_thresholds_come_from_the_pairs_asked():
   _, valid = T.teach(T.PRESETS["skip"].params(), pairs([10, 0.5, 2, 1000], [1, 0.2, 0.5, 0]),
                      KEY, asked)
   np.testing.assert_array_equal(valid[:3], [True, False, True])
+
+
+def test_graded_teacher_reports_the_probability_not_a_draw():
+  """A graded teacher's label is sigmoid(beta * (R_1 - R_2)) itself, the same on every key, so
+  a label says by how much one fragment beats the other; graded without beta is refused."""
+  rewards = pairs([3, 1, 2, -5], [1, 3, 2, -6])
+  graded = T.TeacherConfig(beta=0.5, graded=True).params()
+  label, valid = T.teach(graded, rewards, KEY)
+  np.testing.assert_allclose(label, 1 / (1 + np.exp(-0.5 * np.array([2, -2, 0, 1]))), rtol=1e-6)
+  assert valid.all()
+  again, _ = T.teach(graded, rewards, jax.random.PRNGKey(7))
+  np.testing.assert_array_equal(label, again)
+  drawn, _ = T.teach(T.TeacherConfig(beta=0.5).params(), rewards, KEY)
+  assert set(np.asarray(drawn).tolist()) <= {0.0, 1.0}        # the Boltzmann teacher draws
+  stacked = T.stack([T.TeacherConfig(), T.TeacherConfig(beta=0.5, graded=True)])
+  both, _ = jax.vmap(T.teach, in_axes=(0, None, None))(stacked, rewards, KEY)
+  np.testing.assert_array_equal(both[0], [1, 0, 0.5, 1])
+  np.testing.assert_allclose(both[1], label, rtol=1e-6)
+  with pytest.raises(ConfigError, match="teacher.graded"):
+    T.TeacherConfig(graded=True)
