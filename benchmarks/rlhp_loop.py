@@ -2,12 +2,17 @@
 training) with 1, 4 and 16 seeds vmapped in one compile. Prints one JSON object.
 
     python benchmarks/rlhp_loop.py            # CPU: 32 envs per seed
-    python benchmarks/rlhp_loop.py --full     # GPU: the hopper_synthetic config (256 envs/seed)
+    python benchmarks/rlhp_loop.py --full     # the hopper_synthetic config (64 envs/seed)
+    python benchmarks/rlhp_loop.py --full --seeds 1 --calls 8 --one-device
+                                              # the same on the first device only
 
 Figures per seed count: env steps/s summed over seeds, seconds per iteration, compile time, and
 ``wall_ratio_vs_1_seed`` (time per iteration relative to one seed; 16 seeds at <= 4x is the bar).
 Runs are laid out over the backend's devices as training lays them out (``layout.Layout``: on
 CPU one host device per core; a seed count that divides is split by seed, one seed by env batch).
+``--one-device`` lays them on the first device only (training's layout before session 32 for
+one seed of 64 envs: the other core idle but for background evaluations), for an A/B on one
+machine in one invocation.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from rlhp_jax import core, experiment, loop  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def measure(cfg, n_seeds: int, calls: int) -> dict:
+def measure(cfg, n_seeds: int, calls: int, one_device: bool = False) -> dict:
   cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, num_seeds=n_seeds))
   system = core.RLHP(cfg)
   keys = core.run_keys(cfg, 1)
-  compiled = loop.compile_runs(system, keys)  # as training lays runs out
+  # as training lays runs out, or on the first device only
+  compiled = loop.compile_runs(system, keys, jax.devices()[:1] if one_device else None)
   layout, chunk = compiled.layout, compiled.chunk
   state = compiled.init(keys)
   teacher = layout.put(
@@ -57,6 +63,8 @@ def main():
   p.add_argument("--full", action="store_true", help="GPU size: hopper_synthetic as configured")
   p.add_argument("--seeds", type=int, nargs="*", default=[1, 4, 16])
   p.add_argument("--calls", type=int, default=2, help="timed calls after the compile")
+  p.add_argument("--one-device", action="store_true",
+                 help="lay the runs on the first device only (no split)")
   args = p.parse_args()
   cfg = experiment.load_experiment(os.path.join(ROOT, "experiments", "hopper_synthetic.py"))
   if not args.full:
@@ -64,7 +72,7 @@ def main():
         cfg, ppo=dataclasses.replace(cfg.ppo, num_envs=32, unroll_length=64, num_minibatches=4),
         prefs=dataclasses.replace(cfg.prefs, pairs_per_iteration=16),
         run=dataclasses.replace(cfg.run, total_env_steps=32 * 64 * 40, iterations_per_call=5))
-  rows = [measure(cfg, n, args.calls) for n in args.seeds]
+  rows = [measure(cfg, n, args.calls, args.one_device) for n in args.seeds]
   base = rows[0]["s_per_iteration"]
   for r in rows:
     r["wall_ratio_vs_1_seed"] = r["s_per_iteration"] / base

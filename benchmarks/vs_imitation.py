@@ -106,8 +106,11 @@ def read_metrics(path: str) -> list[dict]:
 
 def our_curve(rows, launch_unix: float) -> list[dict]:
   """Evaluation rows of an rlhp-jax ``metrics.jsonl`` as curve points: ``t`` = the row's unix
-  ``time`` (when the evaluated policy existed) minus the subprocess launch time; the figures of
-  run 0. The ``final`` row's ``time`` may be stamped after the final evaluation while its
+  ``time`` (when the evaluated policy existed) minus the subprocess launch time, minus the
+  seconds the run had spent evaluating in line before it (``eval_s``: a run whose layout
+  leaves no device spare, such as the main job's envs split over 2 cores, evaluates between
+  training steps), so our clock stops for evaluations as imitation's does; the figures of run
+  0. The ``final`` row's ``time`` may be stamped after the final evaluation while its
   ``wall_s`` ends with training: its ``t`` is the driver's start (``time - wall_s`` of the
   other rows) plus its ``wall_s``."""
   starts = sorted(r["time"] - r["wall_s"] for r in rows
@@ -122,6 +125,8 @@ def our_curve(rows, launch_unix: float) -> list[dict]:
       t = driver_start + row["wall_s"] - launch_unix
     else:
       t = row["time"] - launch_unix if "time" in row else None
+    if t is not None:
+      t -= row.get("eval_s", 0.0)
     point = {"t": t, "wall_s": row.get("wall_s"), "env_steps": row.get("env_steps")}
     for name, key in keys.items():
       point[name] = first_value(row[key]) if key is not None else None

@@ -22,6 +22,7 @@ last value are two fields, not a rule on metric names.
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import jax
@@ -100,8 +101,11 @@ def tree_select(pred, on_true, on_false):
 class RLHP:
   """Static parts of a run (env, agent, ensemble, configs) and its pure step functions."""
 
-  def __init__(self, cfg: ExperimentConfig):
+  def __init__(self, cfg: ExperimentConfig, whole_batch=None):
+    """whole_batch: what ``ppo.train_step`` applies to each rollout (a layout's ``whole``
+    where a run's envs are split over devices; ``loop.compile_runs`` sets it), None: nothing."""
     self.cfg = cfg
+    self.whole_batch = whole_batch
     self.env = hopper.make(cfg.env)
     self.num_iterations = cfg.num_iterations
     self.preference_learning = cfg.reward_source == "preferences"
@@ -109,6 +113,12 @@ class RLHP:
                            total_updates=self.optimizer_steps)
     self.ensemble = reward_model.RewardEnsemble(cfg.reward, hopper.OBS_SIZE, hopper.ACTION_SIZE)
     self.scores_after = cfg.reward.observation == "after"   # reward.observation: s_{t+1}
+
+  def laid_out(self, whole_batch) -> "RLHP":
+    """The same system whose rollouts go through ``whole_batch`` (a shallow copy)."""
+    system = copy.copy(self)
+    system.whole_batch = whole_batch
+    return system
 
   # -- state ------------------------------------------------------------------------------
   def init(self, key: jax.Array) -> RLHPState:
@@ -176,7 +186,7 @@ class RLHP:
     ended, NaN when none did; reward_params after the K batches)."""
     def one(carry, _):
       s, rp = carry
-      s, tr, m, rp = ppo.train_step(self.agent, self.env, s, reward_fn, rp)
+      s, tr, m, rp = ppo.train_step(self.agent, self.env, s, reward_fn, rp, self.whole_batch)
       seg = Segment(obs=self.scored_obs(tr), action=tr.action, true_reward=tr.true_reward,
                     qpos=tr.qpos, qvel=tr.qvel, done=tr.done, episode_step=tr.episode_step)
       return (s, rp), (seg, m)

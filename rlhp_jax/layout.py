@@ -13,8 +13,19 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
-MIN_ENVS_PER_DEVICE = 64
-"""A run's env batch is split over devices only if each device gets at least this many envs."""
+MIN_ENVS_PER_DEVICE = 32
+"""A run's env batch is split over devices only if each device gets at least this many envs.
+Measured on 2 cores with the main job (64 envs, session 32): 2.27 s per 4-iteration chunk split
+with the update whole on each device, 2.78 s split with the update partitioned, 5.10 s on one
+device; 16 envs per device (32 split, update partitioned) ran at 0.6x in session 2."""
+
+PARTITIONED_UPDATE_FROM = 64
+"""With an envs split of at least this many envs per device, everything after the rollout
+(rewards, PPO's update, queries, the reward ensemble) is partitioned over the devices as XLA
+lays it out; below it, each rollout is gathered whole onto every device (``Layout.whole``) and
+the rest runs whole on each. Measured on 2 cores (session 32, s per chunk, whole /
+partitioned): the main job, 32 envs per device, 2.27 / 2.78; the backflip, 256 per device,
+14.35 / 12.96. Splits of 64 or more per device are laid out as before session 32."""
 
 
 def host_devices() -> None:
@@ -49,16 +60,19 @@ class Layout:
 
   * ``"runs"``: the runs axis (seeds x teacher settings) is split; runs never talk to each
     other, so each device runs its share.
-  * ``"envs"``: each run's env batch is split; the env steps run in parallel, the PPO and
-    reward updates see the whole batch (XLA inserts the gathers). Only with at least
-    ``MIN_ENVS_PER_DEVICE`` envs per device: below that the gathers cost more than the parallel
-    steps save (2 cores, one seed: 256 envs 1.52x faster split, 32 envs 0.6x).
+  * ``"envs"``: each run's env batch is split, with at least ``MIN_ENVS_PER_DEVICE`` envs per
+    device; the rollouts run in parallel. With fewer than ``PARTITIONED_UPDATE_FROM`` per
+    device (``gather_rollouts``), ``whole`` gathers each rollout onto every device and the rest
+    of the iteration (rewards, PPO's update, queries, the reward ensemble) runs whole on each,
+    as on one device: no partitioned sums, no collectives inside the update's scans. With more,
+    the update is partitioned too (XLA inserts the gathers).
   * ``"one device"``: nothing splits evenly, or there is one device.
   """
 
   kind: str
   devices: tuple
   spare: tuple = ()
+  gather_rollouts: bool = False
 
   @classmethod
   def choose(cls, num_runs: int, num_envs: int, devices: Sequence[Any]) -> "Layout":
@@ -70,7 +84,8 @@ class Layout:
     if by_runs > 1 and by_runs >= by_envs:
       return cls("runs", devices[:by_runs], devices[by_runs:])
     if by_envs > 1:
-      return cls("envs", devices[:by_envs], devices[by_envs:])
+      return cls("envs", devices[:by_envs], devices[by_envs:],
+                 gather_rollouts=num_envs // by_envs < PARTITIONED_UPDATE_FROM)
     return cls("one device", devices[:1], devices[1:])
 
   @property
@@ -106,6 +121,16 @@ class Layout:
                    NamedSharding(mesh, PartitionSpec()))
     return jax.tree.map(lambda batched: envs if batched else whole, env_batched)
 
+  def whole(self, tree):
+    """Inside a jitted function: ``tree`` placed whole on every device where the layout gathers
+    rollouts (the rollout's transitions, so the update is not partitioned); unchanged
+    otherwise. Runs inside ``vmap`` over runs (an envs split never splits the runs axis)."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+    if not self.gather_rollouts:
+      return tree
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(self._mesh(), PartitionSpec()))
+
   def jit(self, fn, in_shardings, out_shardings):
     import jax
     if not self.split:
@@ -126,15 +151,19 @@ class BackgroundEval:
   small sequential steps (about as long as several training chunks on CPU); when the layout
   leaves a device idle (XLA:CPU: a spare core) the policy's parameters are copied there and
   evaluated asynchronously, and the result becomes a row of its own once it is ready. Without
-  a spare device it evaluates in line. Rows carry the stamp (chunk, env steps, ``wall_s``,
-  ``time``) of the moment the evaluated policy existed, so curves against wall-clock do not
-  count evaluation as training time.
+  a spare device it evaluates in line and counts the seconds that took (``inline_s``). Rows
+  carry the stamp (chunk, env steps, ``wall_s``, ``time``, ``eval_s``: in-line evaluation
+  seconds before it) of the moment the evaluated policy existed, so curves against wall-clock
+  need not count evaluation as training time.
 
   ``evaluate(state, keys)`` and ``evaluate_params(params, keys)`` return evaluations with a
   leading runs axis; ``params_of(state)`` picks the policy's parameters; ``to_row(ev)`` makes
-  the row's metrics. With a spare device, ``state`` (any state of the run, for its shapes)
-  starts compiling the evaluation on a thread of its own at once, beside the training step's
-  compile, and the final evaluation (``final``) reuses it."""
+  the row's metrics. ``state`` (any state of the run, for its shapes and placement) starts
+  compiling the evaluation on a thread of its own at once, beside the training step's compile
+  (XLA:CPU compiles a program on one core), and every evaluation, the final one included,
+  runs that executable: on the spare device if there is one, else in line on the layout's
+  devices (an envs split leaves none spare; the main job's in-line compile took 26 s of its
+  run when it waited for the first evaluation)."""
 
   def __init__(self, layout: Layout, evaluate, evaluate_params, params_of, keys, to_row,
                state):
@@ -142,21 +171,35 @@ class BackgroundEval:
     self.device = layout.spare[-1] if layout.spare else None
     self.evaluate, self.keys, self.to_row, self.params_of = evaluate, keys, to_row, params_of
     self.pending = None
+    self.inline_s = 0.0
+    """Seconds spent so far evaluating in line (no spare device): time the training waited."""
     if self.device is not None:
       self.keys = jax.device_put(jax.device_get(keys), self.device)
-      self._compiling = _Compile(jax.jit(evaluate_params), self.device,
-                                 jax.eval_shape(params_of, state), self.keys)
+      placed = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                         sharding=jax.sharding.SingleDeviceSharding(self.device)),
+          jax.eval_shape(params_of, state))
+      self._compiling = _Compile(jax.jit(evaluate_params), placed, self.keys)
+    else:
+      self._compiling = _Compile(evaluate, _placed_like(state), keys)
 
   def _evaluate_on_spare(self, state):
     import jax
     params = jax.device_put(self.params_of(state), self.device)
     return self._compiling.result()(params, self.keys)
 
+  def _evaluate_in_line(self, state):
+    import time
+    import jax
+    t0 = time.perf_counter()
+    ev = jax.device_get(self._compiling.result()(state, self.keys))
+    self.inline_s += time.perf_counter() - t0
+    return ev
+
   def submit(self, state, stamp: dict) -> list[dict]:
     """Starts evaluating ``state``'s policy; returns finished rows (in line: this one)."""
-    import jax
     if self.device is None:
-      return [{**stamp, **self.to_row(jax.device_get(self.evaluate(state, self.keys)))}]
+      return [{**stamp, **self.to_row(self._evaluate_in_line(state))}]
     done = self.wait()
     self.pending = (stamp, self._evaluate_on_spare(state))
     return done
@@ -166,7 +209,7 @@ class BackgroundEval:
     evaluation is dropped: ``wait()`` first to keep its row."""
     import jax
     if self.device is None:
-      return jax.device_get(self.evaluate(state, self.keys))
+      return self._evaluate_in_line(state)
     self.pending = None
     return jax.device_get(self._evaluate_on_spare(state))
 
@@ -186,24 +229,26 @@ class BackgroundEval:
     return [{**stamp, **self.to_row(jax.device_get(ev))}]
 
 
-class _Compile:
-  """``jitted.lower(...).compile()`` for arguments shaped like ``params_shape`` and ``keys``
-  placed on ``device``, on a daemon thread; ``result()`` waits for it. XLA:CPU compiles a
-  program on one core, so this takes the spare core while the main thread compiles the
-  training step."""
+def _placed_like(tree):
+  """Abstract arrays with ``tree``'s shapes, dtypes and shardings (what ``lower`` needs)."""
+  import jax
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                      tree)
 
-  def __init__(self, jitted, device, params_shape, keys):
+
+class _Compile:
+  """``jitted.lower(*args).compile()`` on a daemon thread (``args``: arrays or abstract arrays
+  placed where the executable will run); ``result()`` waits for it. XLA:CPU compiles a program
+  on one core, so this takes the other core while the main thread compiles the training
+  step."""
+
+  def __init__(self, jitted, *args):
     import threading
-    import jax
-    from jax.sharding import SingleDeviceSharding
-    placed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                         sharding=SingleDeviceSharding(device)),
-                          params_shape)
     self._out, self._error = None, None
 
     def work():
       try:
-        self._out = jitted.lower(placed, keys).compile()
+        self._out = jitted.lower(*args).compile()
       except BaseException as e:  # re-raised in the caller's thread by result()
         self._error = e
 

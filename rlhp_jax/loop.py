@@ -82,6 +82,8 @@ def compile_runs(system: core.RLHP, keys: jax.Array, devices=None) -> Compiled:
   """Lays ``len(keys)`` runs out over ``devices`` (default: the backend's) and jits the core."""
   layout = Layout.choose(len(keys), system.cfg.ppo.num_envs,
                          jax.devices() if devices is None else devices)
+  if layout.gather_rollouts:
+    system = system.laid_out(layout.whole)
   st = layout.state(core.env_batched(jax.eval_shape(system.init_runs, keys)))
   pr = layout.per_run
   return Compiled(
@@ -172,7 +174,8 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
     dt = time.perf_counter() - t0
     stamp = {"chunk": c, "iteration": (c + 1) * iterations_per_step,
              "env_steps": int(np.asarray(state.ppo.env_steps)[0]),
-             "wall_s": time.perf_counter() - t_start, "time": time.time()}
+             "wall_s": time.perf_counter() - t_start, "time": time.time(),
+             "eval_s": evaluator.inline_s}
     last_train = {**stamp, "steps_per_s": n_runs * env_steps_per_step / dt,
                   **chunk_row(metrics)}
     write([last_train] + evaluator.ready())
@@ -188,10 +191,12 @@ def run(system: core.RLHP, compiled: Compiled, keys: jax.Array, label_step, *,
   write(evaluator.wait())
   warn_nonfinite(state, int(np.asarray(state.ppo.env_steps)[0]))
   done_at, wall = time.time(), time.perf_counter() - t_start  # evaluation is not training time
+  inline_s = evaluator.inline_s   # before the final evaluation
   ev = evaluator.final(state)
   env_steps = int(np.asarray(state.ppo.env_steps)[0])
   final = {**{k: last_train[k] for k in ("chunk", "iteration") if k in last_train},
            "env_steps": env_steps, "wall_s": wall, "time": done_at, "final": True,
+           "eval_s": inline_s,
            **summary.eval_row(ev)}
   write([final])
   result = summary.summarize(cfg, ev, env_steps=env_steps,

@@ -384,17 +384,24 @@ def init_state(agent: Agent, env: Hopper, key: jax.Array) -> PPOState:
                   key=k_state, env_steps=jnp.zeros((), jnp.int32))
 
 
-def train_step(agent: Agent, env: Hopper, state: PPOState, reward_fn, reward_params=None):
+def train_step(agent: Agent, env: Hopper, state: PPOState, reward_fn, reward_params=None,
+               whole_batch=None):
   """One PPO iteration: rollout -> rewards -> update. Pure; jit it or scan it.
 
   reward_fn(reward_params, transitions) -> (rewards [T, B], reward_params): the reward and the
   reward function's parameters after seeing this batch (e.g. running normalisation statistics;
   a stateless reward returns them unchanged). For the true reward, use ``true_reward_fn``.
+  whole_batch(transitions) -> transitions, applied between the rollout and the rest: where a
+  layout splits the envs over devices, it hands every device the whole batch
+  (``layout.Layout.whole``), so the rollout runs split and everything after it runs whole on
+  each device. None: nothing.
   Returns (state, transitions, metrics, reward_params).
   """
   key, k_roll, k_upd = jax.random.split(state.key, 3)
   env_state, tr = rollout(agent, env, state.params, state.env_state, k_roll,
                           agent.cfg.unroll_length)
+  if whole_batch is not None:
+    tr = whole_batch(tr)
   rewards, reward_params = reward_fn(reward_params, tr)
   entropy_cost = entropy_weight(agent, state.opt_state)
   params, opt_state, metrics = update(agent, state.params, state.opt_state, tr, rewards, k_upd,

@@ -84,6 +84,21 @@ def test_vs_imitation_times_to_thresholds_and_ratios(tmp_path):
   assert vs.time_to_thresholds(curve, [1000, 1270, 2214, 3000, 4000]) == {
       "1000": 50.0, "1270": 80.0, "2214": 80.0, "3000": 110.0, "4000": None}
 
+  # evaluated in line (no spare device): the seconds spent evaluating before a row are not
+  # training time, as imitation's evaluations are not
+  write_metrics(tmp_path / "inline.jsonl", [
+      {"chunk": 0, "env_steps": 100, "wall_s": 30.0, "time": launch + 40.0, "eval_s": 0.0},
+      {"chunk": 0, "env_steps": 100, "wall_s": 30.0, "time": launch + 40.0, "eval_s": 0.0,
+       **ev(1100.0, 900.0)},
+      {"chunk": 1, "env_steps": 200, "wall_s": 45.0, "time": launch + 55.0, "eval_s": 4.0},
+      {"chunk": 1, "env_steps": 200, "wall_s": 45.0, "time": launch + 55.0, "eval_s": 4.0,
+       **ev(2500.0, 2000.0)},
+      {"chunk": 1, "env_steps": 200, "wall_s": 50.0, "time": launch + 70.0, "final": True,
+       "eval_s": 9.0, **ev(3100.0, 2900.0)},
+  ])
+  inline = vs.our_curve(vs.read_metrics(tmp_path / "inline.jsonl"), launch)
+  assert [p["t"] for p in inline] == [40.0, 51.0, 51.0]     # final: start 10 + 50 - 9
+
   # imitation: its clock starts 1 s after our launch; it peaks above its final return
   result = {"started_unix": 501.0, "loop_s": 290.0, "total_s": 305.0, "eval_s_excluded": 9.0,
             "env_steps": 1, "agent_steps": 1, "labels": 700, "env_steps_per_s_loop": 1.0,

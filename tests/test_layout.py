@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rlhp_jax.layout import MIN_ENVS_PER_DEVICE, Layout
+from rlhp_jax.layout import MIN_ENVS_PER_DEVICE, PARTITIONED_UPDATE_FROM, Layout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,16 +19,18 @@ def shape(layout):
 
 
 @pytest.mark.parametrize("runs, envs, devices, want", [
-    (1, 256, 8, ("envs", 4)),          # the largest split keeping 64 envs per device
-    (1, 64, 8, ("one device", 1)),
+    (1, 256, 8, ("envs", 8)),          # the largest split keeping 32 envs per device
+    (1, 64, 8, ("envs", 2)),           # the main job on 2 or more cores
+    (1, 32, 8, ("one device", 1)),
     (1, 512, 8, ("envs", 8)),
-    (1, 192, 8, ("envs", 3)),
+    (1, 192, 8, ("envs", 6)),
+    (1, 96, 8, ("envs", 3)),
     (8, 8, 8, ("runs", 8)),
     (6, 8, 8, ("runs", 6)),
-    (2, 256, 8, ("envs", 4)),          # whichever uses more devices
-    (4, 256, 8, ("runs", 4)),          # runs on a tie
+    (2, 256, 8, ("envs", 8)),          # whichever uses more devices
+    (8, 256, 8, ("runs", 8)),          # runs on a tie
     (2, 8, 2, ("runs", 2)),
-    (1, 256, 2, ("envs", 2)),
+    (1, 64, 2, ("envs", 2)),
     (1, 8, 2, ("one device", 1)),      # too few envs to be worth splitting
     (3, 7, 2, ("one device", 1)),
     (16, 256, 1, ("one device", 1)),
@@ -37,7 +39,10 @@ def test_choose_is_a_pure_rule(runs, envs, devices, want):
   layout = Layout.choose(runs, envs, [f"d{i}" for i in range(devices)])
   assert shape(layout) == want
   assert layout.devices + layout.spare == tuple(f"d{i}" for i in range(devices))
-  assert MIN_ENVS_PER_DEVICE == 64
+  assert (MIN_ENVS_PER_DEVICE, PARTITIONED_UPDATE_FROM) == (32, 64)
+  # an envs split below 64 per device gathers each rollout whole for the update
+  per_device = envs // len(layout.devices)
+  assert layout.gather_rollouts == (layout.kind == "envs" and per_device < 64)
 
 
 def test_one_device_lays_nothing_out():
@@ -69,6 +74,16 @@ for runs, envs in [(1, 256), (8, 64)]:
   assert float(new["env"].sum()) == 2 * runs * envs * 3
   np.testing.assert_allclose(np.asarray(new["w"])[:, 0], np.arange(runs) * 5 + envs * 3)
   out[f"placed {runs}x{envs}"] = len(new["env"].sharding.device_set)
+# ``whole`` inside the jitted, vmapped step: a split of under 64 envs per device hands every
+# device the whole batch (what PPO's update then runs on); other layouts leave it as it is
+for runs, envs in [(1, 64), (1, 256), (8, 64)]:
+  layout = Layout.choose(runs, envs, jax.devices())
+  st = layout.state({"env": True})
+  tree = layout.put({"env": jnp.ones((runs, envs, 3))}, st)
+  whole = layout.jit(jax.vmap(lambda t: layout.whole(t["env"]) * 3), (st,), None)(tree)
+  np.testing.assert_array_equal(np.asarray(whole), 3 * np.ones((runs, envs, 3)))
+  out[f"whole {runs}x{envs}"] = [layout.gather_rollouts, len(whole.sharding.device_set),
+                                 whole.sharding.is_fully_replicated]
 if n == 8:
   # both drivers lay out the core's state: the external run's 256 envs go over 4 devices
   import dataclasses
@@ -79,7 +94,7 @@ if n == 8:
   compiled = loop.compile_runs(core.RLHP(cfg), core.run_keys(cfg, 1)[:1])
   out["external"] = [compiled.layout.kind, len(compiled.layout.devices)]
   env_shardings = jax.tree.leaves(compiled.state_sharding.ppo.env_state)
-  out["env_leaves_split"] = all(len(s.device_set) == 4 for s in env_shardings)
+  out["env_leaves_split"] = all(len(s.device_set) == 8 for s in env_shardings)
 print("RESULT " + json.dumps(out))
 """
 
@@ -97,12 +112,12 @@ def run_with_devices(n: int) -> dict:
 WANT = {  # (runs x envs) -> (kind, devices used) on n host devices
     1: {"1x256": ["one device", 1], "1x64": ["one device", 1], "8x8": ["one device", 1],
         "2x128": ["one device", 1]},
-    2: {"1x256": ["envs", 2], "1x64": ["one device", 1], "8x8": ["runs", 2],
+    2: {"1x256": ["envs", 2], "1x64": ["envs", 2], "8x8": ["runs", 2],
         "2x128": ["runs", 2]},
-    4: {"1x256": ["envs", 4], "1x64": ["one device", 1], "8x8": ["runs", 4],
-        "2x128": ["runs", 2]},
-    8: {"1x256": ["envs", 4], "1x64": ["one device", 1], "8x8": ["runs", 8],
-        "2x128": ["runs", 2]},
+    4: {"1x256": ["envs", 4], "1x64": ["envs", 2], "8x8": ["runs", 4],
+        "2x128": ["envs", 4]},
+    8: {"1x256": ["envs", 8], "1x64": ["envs", 2], "8x8": ["runs", 8],
+        "2x128": ["envs", 4]},
 }
 
 
@@ -114,8 +129,15 @@ def test_layout_on_host_devices(n):
   assert all(v[1] + v[2] == n for v in got["choices"].values())   # used + spare
   assert got["placed 1x256"] == WANT[n]["1x256"][1]
   assert got["placed 8x64"] == {1: 1, 2: 2, 4: 4, 8: 8}[n]
+  if n == 1:
+    assert all(not got[f"whole {k}"][0] for k in ("1x64", "1x256", "8x64"))
+  else:
+    assert got["whole 1x64"] == [True, 2, True]         # the main job: whole on both devices
+    split = WANT[n]["1x256"][1]                         # 2: 128 per device, 8: 32
+    assert got["whole 1x256"] == [256 // split < 64, split, 256 // split < 64]
+    assert got["whole 8x64"] == [False, n, False]       # runs stay split: nothing gathered
   if n == 8:
-    assert got["external"] == ["envs", 4] and got["env_leaves_split"]
+    assert got["external"] == ["envs", 8] and got["env_leaves_split"]
 
 
 def test_background_eval_compiles_at_once_on_the_spare_device_and_serves_the_final():

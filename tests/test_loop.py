@@ -212,17 +212,23 @@ def test_solver_transfer_evaluates_a_run_under_other_solver_settings(cli_run):
 def test_one_run_with_its_envs_split_over_host_devices_matches_one_device(cli_run, tiny_cfg,
                                                                           tmp_path,
                                                                           monkeypatch, caplog):
-  """The main job's layout (one seed, its env batch split over the cores), at a tiny size:
-  the same labels as the one-device run."""
+  """The main job's layout (one seed, its env batch split over the cores, each rollout
+  gathered whole for the update), at a tiny size: the same labels as the one-device run. No
+  device is left spare, so evaluations run in line and each row counts their seconds."""
   if len(jax.devices()) < 2:
     pytest.skip("one device: nothing to split")
   monkeypatch.setattr(layout, "MIN_ENVS_PER_DEVICE", 4)
   run_dir = str(tmp_path / "envs_split")
   os.makedirs(run_dir)
-  cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, video=False))
+  cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(
+      tiny_cfg.run, video=False, eval_every=2 * 2 * 128))    # one evaluation before the final
   caplog.set_level(logging.INFO, logger="rlhp_jax")
   loop.train(cfg, run_dir, devices=jax.devices()[:2])
   assert any("envs split over 2 devices" in r.getMessage() for r in caplog.records)
+  rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
+  eval_s = [r["eval_s"] for r in rows if "steps_per_s" in r]
+  assert eval_s[0] == 0.0 and eval_s == sorted(eval_s)
+  assert rows[-1]["final"] and rows[-1]["eval_s"] > 0      # in-line evaluations were timed
   split, alone = final_buffer(run_dir, cfg), final_buffer(cli_run, tiny_cfg)
   assert split["requested"] == alone["requested"] == 24
   np.testing.assert_array_equal(split["label"], alone["label"])
@@ -241,6 +247,7 @@ def test_evaluations_run_beside_training_and_are_stamped_with_their_policy(tiny_
   train_rows = {r["chunk"]: r for r in rows if "steps_per_s" in r}
   evals = [r for r in rows if "eval/gym_return" in r and not r.get("final")]
   assert [r["chunk"] for r in evals] == [1]          # chunk 3 is the last: the final row covers it
+  assert all(r["eval_s"] == 0.0 for r in rows)      # training never waited for one
   for r in evals:
     assert r["env_steps"] == train_rows[r["chunk"]]["env_steps"]
     assert r["time"] == pytest.approx(train_rows[r["chunk"]]["time"], abs=1e-6)
