@@ -53,7 +53,7 @@ def measure(cfg, n_seeds: int, calls: int, one_device: bool = False) -> dict:
   dt = (time.perf_counter() - t0) / (calls * cfg.run.iterations_per_call)
   return {"seeds": n_seeds, "split": layout.kind, "devices": len(layout.devices),
           "envs_per_seed": cfg.ppo.num_envs,
-          "env_steps_per_s": n_seeds * cfg.ppo.batch_size / dt, "s_per_iteration": dt,
+          "env_steps_per_s": n_seeds * system.iteration_env_steps / dt, "s_per_iteration": dt,
           "first_call_s": first,
           "labels_after": int(jnp.max(state.buffer.count))}
 
