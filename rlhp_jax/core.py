@@ -101,11 +101,9 @@ def tree_select(pred, on_true, on_false):
 class RLHP:
   """Static parts of a run (env, agent, ensemble, configs) and its pure step functions."""
 
-  def __init__(self, cfg: ExperimentConfig, whole_batch=None):
-    """whole_batch: what ``ppo.train_step`` applies to each rollout (a layout's ``whole``
-    where a run's envs are split over devices; ``loop.compile_runs`` sets it), None: nothing."""
+  def __init__(self, cfg: ExperimentConfig):
     self.cfg = cfg
-    self.whole_batch = whole_batch
+    self.whole_batch = None   # what ``ppo.train_step`` applies to each rollout (``laid_out``)
     self.env = hopper.make(cfg.env)
     self.num_iterations = cfg.num_iterations
     self.preference_learning = cfg.reward_source == "preferences"
@@ -115,7 +113,8 @@ class RLHP:
     self.scores_after = cfg.reward.observation == "after"   # reward.observation: s_{t+1}
 
   def laid_out(self, whole_batch) -> "RLHP":
-    """The same system whose rollouts go through ``whole_batch`` (a shallow copy)."""
+    """The same system whose rollouts go through ``whole_batch`` (a shallow copy): a layout's
+    ``whole`` where it gathers each rollout onto every device (``loop.compile_runs``)."""
     system = copy.copy(self)
     system.whole_batch = whole_batch
     return system

@@ -169,7 +169,7 @@ class BackgroundEval:
                state):
     import jax
     self.device = layout.spare[-1] if layout.spare else None
-    self.evaluate, self.keys, self.to_row, self.params_of = evaluate, keys, to_row, params_of
+    self.keys, self.to_row, self.params_of = keys, to_row, params_of
     self.pending = None
     self.inline_s = 0.0
     """Seconds spent so far evaluating in line (no spare device): time the training waited."""
@@ -232,7 +232,8 @@ class BackgroundEval:
 def _placed_like(tree):
   """Abstract arrays with ``tree``'s shapes, dtypes and shardings (what ``lower`` needs)."""
   import jax
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                     sharding=getattr(x, "sharding", None)),
                       tree)
 
 

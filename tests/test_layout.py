@@ -166,3 +166,29 @@ def test_background_eval_compiles_at_once_on_the_spare_device_and_serves_the_fin
   final = ev.final(state2)
   assert float(final["ret"][0]) == 24.0
   assert ev._compiling.result() is executable
+
+
+def test_in_line_evaluation_is_compiled_at_once_and_its_seconds_counted():
+  """Without a spare device (one device, or an envs split over all of them) the evaluation is
+  still compiled on a thread when the evaluator is made; it then runs in line on the state's
+  own devices, every time with that executable, and ``inline_s`` counts the seconds."""
+  import jax
+  import jax.numpy as jnp
+  from rlhp_jax.layout import BackgroundEval
+  layout = Layout.choose(1, 8, jax.devices()[:1])
+  assert not layout.spare
+  evaluate = jax.jit(lambda state, keys: {"ret": state["params"]["w"].sum(-1) * keys.sum(-1)})
+  state = {"params": {"w": jnp.ones((1, 3))}, "other": jnp.zeros((1, 5))}
+  keys = jnp.full((1, 2), 2.0)
+  ev = BackgroundEval(layout, evaluate, None, lambda s: s["params"], keys,
+                      lambda e: {"ret": e["ret"].tolist()}, state)
+  executable = ev._compiling.result()            # compiled without any evaluation submitted
+  assert executable is not None and ev.inline_s == 0.0
+  assert ev.submit(state, {"env_steps": 1}) == [{"env_steps": 1, "ret": [12.0]}]
+  state2 = {**state, "params": {"w": 2 * jnp.ones((1, 3))}}
+  assert ev.submit(state2, {"env_steps": 2}) == [{"env_steps": 2, "ret": [24.0]}]
+  assert ev.wait() == [] and ev.ready() == []
+  after_two = ev.inline_s
+  assert after_two > 0
+  assert float(ev.final(state2)["ret"][0]) == 24.0
+  assert ev.inline_s > after_two and ev._compiling.result() is executable
