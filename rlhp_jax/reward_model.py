@@ -101,6 +101,16 @@ class RewardModelConfig:
   (session 22, 8 seeds, benchmarks/RESULTS.md): at 0.5 Gym-rules IQM 749 [163, 2350], three
   seeds upright but standing still (speed 0.65 m/s [0.04, 2.31]); at 0.2 2647 [380, 3447],
   four seeds upright through every episode against the main job's five; not adopted."""
+  prior_scale: float = 0.0
+  """Randomized prior functions (Osband, Aslanides and Cassirer 2018): each member's reward is
+  its trained net plus ``prior_scale`` times a fixed, untrained net of the same shape drawn at
+  initialisation (its own draw per member; no gradient, no L2). 0 turns it off. Exact labels
+  only bound a learned reward from one side (a label against a faster exit says the exit is
+  worse, not how much), and members trained from small random weights all settle near that
+  bound, so they agree where the labels say nothing. A prior keeps each member's own guess
+  there: the members disagree where the labels have not reached, entropy and disagreement
+  selection ask about it, and members whose prior prices a behaviour above the bound keep
+  that price, which no label contradicts."""
   normalization_rate: float = 0.05
   """Weight of each new rollout batch in the running mean and std that normalise each member's
   reward (an exponential moving average). 1 normalises every batch by its own statistics, which
@@ -129,6 +139,7 @@ class RewardModelConfig:
     v.non_negative(self.exploration_bonus, "reward.exploration_bonus")
     v.positive(self.exploration_bonus_timescale, "reward.exploration_bonus_timescale")
     v.non_negative(self.pessimism, "reward.pessimism")
+    v.non_negative(self.prior_scale, "reward.prior_scale")
     v.require(0 < self.normalization_rate <= 1, "reward.normalization_rate",
               f"must be in (0, 1], got {self.normalization_rate!r}")
     v.require(self.l2_factor > 1, "reward.l2_factor", f"must be > 1, got {self.l2_factor!r}")
@@ -184,23 +195,53 @@ def exploration_beta(cfg: RewardModelConfig, rl_env_steps) -> jax.Array:
           - cfg.pessimism)
 
 
+PRIOR = "prior"
+"""The name of a reward net's fixed prior in its parameters (``params["params"][PRIOR]``)."""
+
+
+class PriorNet(nn.Module):
+  """A fixed random function of the nets' inputs: an MLP drawn at initialisation, never trained."""
+
+  hidden: Sequence[int]
+
+  @nn.compact
+  def __call__(self, x):
+    for width in self.hidden:
+      x = nn.leaky_relu(nn.Dense(width)(x), 0.01)
+    return nn.Dense(1)(x)[..., 0]
+
+
 class RewardNet(nn.Module):
   """r(s, a): MLP over [obs, action] -> scalar (r(s) when ``use_action`` is off); the output
-  layer is ``head`` (see ``RewardModelConfig.head``)."""
+  layer is ``head`` (see ``RewardModelConfig.head``); plus ``prior_scale`` times a fixed
+  random ``PriorNet`` when that is positive."""
 
   hidden: Sequence[int]
   use_action: bool = True
   head: str = "linear"
+  prior_scale: float = 0.0
 
   @nn.compact
   def __call__(self, obs, action):
-    x = jnp.concatenate([obs, action], axis=-1) if self.use_action else obs
+    inputs = jnp.concatenate([obs, action], axis=-1) if self.use_action else obs
+    x = inputs
     for width in self.hidden:
       x = nn.leaky_relu(nn.Dense(width)(x), 0.01)
     if self.head == "gated":
       gate, term, offset = jnp.moveaxis(nn.Dense(3)(x), -1, 0)
-      return jax.nn.sigmoid(gate) * term + offset
-    return nn.Dense(1)(x)[..., 0]
+      out = jax.nn.sigmoid(gate) * term + offset
+    else:
+      out = nn.Dense(1)(x)[..., 0]
+    if self.prior_scale > 0:
+      prior = PriorNet(self.hidden, name=PRIOR)(inputs)
+      out = out + self.prior_scale * jax.lax.stop_gradient(prior)
+    return out
+
+
+def trained_leaves(params) -> list:
+  """The leaves of a reward net's parameters that training moves: all but the fixed prior's."""
+  inner = params.get("params", params)
+  return jax.tree.leaves({name: sub for name, sub in inner.items() if name != PRIOR})
 
 
 @struct.dataclass
@@ -216,7 +257,7 @@ class RewardEnsemble:
 
   def __init__(self, cfg: RewardModelConfig, obs_size: int, action_size: int):
     self.cfg = cfg
-    self.net = RewardNet(cfg.hidden, cfg.use_action, cfg.head)
+    self.net = RewardNet(cfg.hidden, cfg.use_action, cfg.head, cfg.prior_scale)
     self.obs_size, self.action_size = obs_size, action_size
     self.optimizer = optax.adam(cfg.learning_rate)
 
@@ -296,10 +337,11 @@ def preference_log_probabilities(return_1, return_2, rater_noise: float):
 
 
 def member_loss(params, l2, net, batch, weight, rater_noise):
-  """One member's loss on a minibatch: Bradley-Terry + l2 * |W|^2 / 2. Returns (loss, nll)."""
+  """One member's loss on a minibatch: Bradley-Terry + l2 * |W|^2 / 2 over the trained weights
+  (a fixed prior is neither trained nor shrunk). Returns (loss, nll)."""
   returns = net.apply(params, batch["obs"], batch["action"]).sum(-1)  # [N, 2]
   nll = bradley_terry_loss(returns[:, 0], returns[:, 1], batch["label"], weight, rater_noise)
-  sq = sum(jnp.sum(w**2) for w in jax.tree.leaves(params))
+  sq = sum(jnp.sum(w**2) for w in trained_leaves(params))
   return nll + 0.5 * l2 * sq, nll
 
 

@@ -340,3 +340,62 @@ def test_reward_nets_can_score_the_observation_each_step_ends_in():
   np.testing.assert_allclose(np.asarray(seg.obs[:-1])[~ended], np.asarray(following)[~ended],
                              atol=1e-5)
   assert np.abs(np.asarray(seg.obs[1:]) - np.asarray(following)).max() > 1e-2
+
+
+def test_randomized_priors_are_fixed_unshrunk_added_and_learned_around():
+  """``prior_scale``: each member is its trained net plus scale x a fixed random net of the same
+  shape (worked by hand); training leaves the prior's weights bit for bit and moves the rest,
+  L2 counts only the trained weights, and the members still learn the labels' order. At 0 the
+  nets have no prior at all (the recorded runs' parameters and path)."""
+  assert rm.PRIOR not in rm.RewardEnsemble(rm.RewardModelConfig(), 11, 3).init(
+      jax.random.PRNGKey(0)).params["params"]
+  with pytest.raises(Exception, match="reward.prior_scale"):
+    rm.RewardModelConfig(prior_scale=-1.0)
+
+  cfg = rm.RewardModelConfig(ensemble_size=2, hidden=(16, 16), prior_scale=2.0,
+                             steps_per_iteration=300, validation_fraction=0.25)
+  ens = rm.RewardEnsemble(cfg, 11, 3)
+  k = jax.random.split(jax.random.PRNGKey(5), 6)
+  state = ens.init(k[0])
+  obs = jax.random.normal(k[1], (6, 11))
+  act = jax.random.normal(k[2], (6, 3))
+  x = jnp.concatenate([obs, act], -1)
+
+  def mlp(p, names):
+    h = x
+    for name in names[:-1]:
+      h = jax.nn.leaky_relu(h @ p[name]["kernel"] + p[name]["bias"], 0.01)
+    return (h @ p[names[-1]]["kernel"] + p[names[-1]]["bias"])[:, 0]
+
+  for m in range(2):
+    p = jax.tree.map(lambda a, m=m: a[m], state.params)["params"]
+    by_hand = (mlp(p, ["Dense_0", "Dense_1", "Dense_2"])
+               + 2.0 * mlp(p[rm.PRIOR], ["Dense_0", "Dense_1", "Dense_2"]))
+    np.testing.assert_allclose(ens.member_rewards(state.params, obs, act)[m], by_hand,
+                               rtol=1e-5, atol=1e-5)
+
+  # L2 over the trained weights only: with every pair masked out the loss is the L2 term alone
+  one = jax.tree.map(lambda a: a[0], state.params)
+  batch = {"obs": jnp.zeros((4, 2, 5, 11)), "action": jnp.zeros((4, 2, 5, 3)),
+           "label": jnp.full((4,), 0.5)}
+  loss, _ = rm.member_loss(one, 0.3, ens.net, batch, jnp.zeros(4), 0.1)
+  trained_sq = sum(float(jnp.sum(w**2)) for name, sub in one["params"].items()
+                   if name != rm.PRIOR for w in jax.tree.leaves(sub))
+  np.testing.assert_allclose(float(loss), 0.5 * 0.3 * trained_sq, rtol=1e-5)
+
+  n, length = 200, 5
+  pair_obs = jax.random.normal(k[3], (n, 2, length, 11))
+  pair_act = jax.random.normal(k[4], (n, 2, length, 3))
+  true = pair_obs[..., 0].sum(-1)
+  label = (true[:, 0] > true[:, 1]).astype(jnp.float32)
+  buf = preferences.init_buffer(256, length, 11, 3, 2)
+  buf = preferences.add(buf, pair_obs, pair_act, label, jnp.ones(n, bool), true, k[5], 0.25, True)
+  after, metrics = jax.jit(lambda s, b, key: rm.train(ens, s, b, key))(state, buf,
+                                                                      jax.random.PRNGKey(9))
+  for before_leaf, after_leaf in zip(jax.tree.leaves(state.params["params"][rm.PRIOR]),
+                                     jax.tree.leaves(after.params["params"][rm.PRIOR])):
+    np.testing.assert_array_equal(before_leaf, after_leaf)
+  for name in ("Dense_0", "Dense_1", "Dense_2"):   # (the output bias: no gradient, BT has no offset)
+    moved = jnp.abs(after.params["params"][name]["kernel"] - state.params["params"][name]["kernel"])
+    assert float(moved.max()) > 1e-4
+  assert float(metrics["reward/val_accuracy"]) > 0.75
