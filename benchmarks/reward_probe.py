@@ -26,6 +26,9 @@ Scores per model (JSON on stdout):
   normalised per-step rewards on test steps inside / outside the healthy range: where the
   ensemble is unsure. A reward that charged for spread (pessimism) would price health only as
   much more as the two differ.
+* ``pessimistic_healthy_price``: ``healthy_price`` of the members' mean minus lambda times their
+  spread, for each lambda of ``PESSIMISM_WEIGHTS`` (the reward ``reward.pessimism`` = lambda
+  hands PPO).
 
   python benchmarks/reward_probe.py RUN_DIR [--variant NAME "--reward.l2-min 1e-5 ..."] \
       [--iterations 250] [--run I] [--online-only]
@@ -54,6 +57,11 @@ from rlhp_jax.envs import hopper  # noqa: E402
 
 SPEED_INDEX = 5
 """The forward velocity's place in Hopper's observation (z, pitch, 3 joints, then qvel)."""
+
+
+PESSIMISM_WEIGHTS = (0.5, 1.0)
+"""lambda of the reward ``mean - lambda x spread`` whose healthy price is also reported (what
+``reward.pessimism`` would hand PPO)."""
 
 
 @dataclasses.dataclass
@@ -106,6 +114,14 @@ def healthy_price(reward: np.ndarray, speed: np.ndarray, healthy: np.ndarray) ->
   return float(b / a) if a != 0 else float("nan")
 
 
+def pessimistic_prices(mean: np.ndarray, spread: np.ndarray, speed: np.ndarray,
+                       healthy: np.ndarray) -> dict:
+  """``healthy_price`` of mean - lambda x spread per step, for each lambda of
+  ``PESSIMISM_WEIGHTS``: {"0.5": price, "1.0": price}."""
+  return {str(lam): healthy_price(mean - lam * spread, speed, healthy)
+          for lam in PESSIMISM_WEIGHTS}
+
+
 def score(step_reward: np.ndarray, fragment_returns: np.ndarray, test: TestSet) -> dict:
   """step_reward [T, B] a model's per-step reward on the test set; fragment_returns [N, 2] its
   returns of the test pairs. Pure numpy."""
@@ -132,6 +148,8 @@ def score_ensemble(ensemble: reward_model.RewardEnsemble, reward_state, test: Te
                                    jnp.asarray(test.fragments(test.action)))
   spread, healthy = members.std(0), test.healthy > 0.5
   return {**score(members.mean(0), np.asarray(frag.mean(0)), test),
+          "pessimistic_healthy_price": pessimistic_prices(
+              members.mean(0), spread, test.obs[..., SPEED_INDEX], test.healthy),
           "spread_healthy": float(spread[healthy].mean()) if healthy.any() else float("nan"),
           "spread_unhealthy": float(spread[~healthy].mean()) if (~healthy).any() else float("nan")}
 

@@ -304,6 +304,11 @@ def test_reward_probe_scores_against_the_task_reward():
   # a reward that pays speed alone prices health at 0; one linear in both at its ratio
   assert score(speed, frag(speed), test)["healthy_price"] == pytest.approx(0.0, abs=1e-6)
   assert healthy_price(2.0 * speed + 3.0 * healthy + 1.0, speed, healthy) == pytest.approx(1.5)
+  # charging for a spread that sits outside the range alone raises the price by lambda
+  prices = probe.pessimistic_prices(speed, 1.0 - healthy, speed, healthy)
+  assert set(prices) == {str(lam) for lam in probe.PESSIMISM_WEIGHTS}
+  for lam, price in prices.items():
+    assert price == pytest.approx(float(lam))
   # the fragments are the test set's own steps: [N, 2, L] from starts and envs
   f = test.fragments(true)
   assert f.shape == (64, 2, 4)

@@ -317,6 +317,7 @@ def test_reward_probe_scores_the_runs_reward_and_a_retrained_one(cli_run):
     assert -1 <= model["step_corr"] <= 1
     assert 0 <= model["pair_accuracy"] <= 1 or np.isnan(model["pair_accuracy"])
     assert np.isfinite(model["healthy_price"])
+    assert np.isfinite(list(model["pessimistic_healthy_price"].values())).all()
     spreads = np.array([model["spread_healthy"], model["spread_unhealthy"]])
     assert np.isfinite(spreads).any() and np.all(spreads[np.isfinite(spreads)] > 0)
   np.testing.assert_allclose(out["models"]["l2_fixed"]["l2"], [1e-5, 1e-5], rtol=1e-6)
