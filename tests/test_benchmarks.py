@@ -426,3 +426,65 @@ def test_bar_rates_names_a_run_without_a_summary(tmp_path):
                         "--runs", str(tmp_path)], capture_output=True, text=True, timeout=300)
   assert out.returncode == 2 and "has no summary.json" in out.stderr
   assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_pooled_ratio_pairs_seed_blocks_pools_them_and_counts_draws_that_reach_the_bar(tmp_path):
+  # block 1 (an arms.json): preferences [100, 3000, 200, 3000] against the task [3000] x 4;
+  # block 2 (preferences from another arms.json, the task from an eval_actions rule).
+  (tmp_path / "a.json").write_text(json.dumps({"benchmark": "arms", "arms": {
+      "preferences": _scores([100, 3000, 200, 3000], [3100] * 4, [1.0] * 4),
+      "true": _scores([3000] * 4, [3000] * 4, [1.0] * 4)}}))
+  (tmp_path / "b.json").write_text(json.dumps({"benchmark": "arms", "arms": {
+      "preferences": _scores([300, 3000, 3000, 3000], [3100, 3100, 2900, 3100],
+                             [1.0, 1.0, 1.0, 0.5])}}))
+  (tmp_path / "e.json").write_text(json.dumps({"benchmark": "eval_actions", "rules": {
+      "clip_mean": _scores([3000, 3000, 3000, 2000], [3000] * 4, [1.0] * 4)}}))
+  out = run_script("pooled_ratio.py",
+                   "--numerator", f"{tmp_path / 'a.json'}:preferences",
+                   f"{tmp_path / 'b.json'}:preferences",
+                   "--denominator", f"{tmp_path / 'a.json'}:true", f"{tmp_path / 'e.json'}:clip_mean",
+                   "--resamples", "2000")
+  one, two = out["blocks"]
+  assert one["numerator_iqm"] == pytest.approx(1600)      # middle half of 100, 200, 3000, 3000
+  assert one["ratio"]["ratio"] == pytest.approx(1600 / 3000)
+  assert two["numerator_iqm"] == pytest.approx(3000) and two["denominator_iqm"] == pytest.approx(3000)
+  pooled = out["pooled"]
+  # pooled preferences sorted: 100 200 300 3000 x 5 -> middle half: 300, 3000, 3000, 3000
+  assert pooled["n_seeds"] == 8
+  assert pooled["numerator"]["iqm"] == pytest.approx(2325)
+  assert pooled["denominator"]["iqm"] == pytest.approx(3000)   # 2000 trimmed
+  assert pooled["ratio"]["ratio"] == pytest.approx(2325 / 3000)
+  lo, hi = pooled["ratio"]["ci95"]
+  assert lo < 2325 / 3000 < hi
+  # the whole bar, seed by seed: b's third seed has seals 2900 and its fourth an unhealthy episode
+  assert pooled["upright_bar"]["numerator"]["per_seed"] == [False, True, False, True,
+                                                           False, True, False, False]
+  assert pooled["upright_bar"]["denominator"]["met"] == 7
+  assert out["draws"]["seeds"] == 8 and 0 <= out["draws"]["share_reaching_bar"] <= 1
+
+
+def test_pooled_ratio_draw_share_matches_the_binomial_and_bad_blocks_are_named(tmp_path, capsys):
+  import numpy as np
+  pooled_ratio = load_benchmark("pooled_ratio")
+  task = np.full(8, 3000.0)
+  assert pooled_ratio.draw_share(task, task, 8, 0.9, 500) == 1.0
+  assert pooled_ratio.draw_share(np.full(8, 100.0), task, 8, 0.9, 500) == 0.0
+  # half the seeds fail: an 8-seed draw's IQM is the task's only with at most 2 failures in the
+  # draw (they are trimmed), P = (1 + 8 + 28) / 256; with 3 it is 0.75 of it
+  half = np.array([0.0] * 4 + [3000.0] * 4)
+  assert pooled_ratio.draw_share(half, task, 8, 0.9, 20_000) == pytest.approx(37 / 256, abs=0.01)
+  (tmp_path / "a.json").write_text(json.dumps({"benchmark": "arms", "arms": {
+      "preferences": _scores([1.0] * 3, [1.0] * 3, [1.0] * 3),
+      "true": _scores([1.0] * 2, [1.0] * 2, [1.0] * 2)}}))
+  for args, message in [
+      (["--numerator", f"{tmp_path / 'a.json'}:preferences",
+        "--denominator", f"{tmp_path / 'a.json'}:true"], "must hold the same seeds"),
+      (["--numerator", f"{tmp_path / 'a.json'}:preferences"], "give as many blocks"),
+      (["--numerator", f"{tmp_path / 'a.json'}:nope", "--denominator", f"{tmp_path / 'a.json'}:true"],
+       "has no arm 'nope'"),
+      (["--numerator", str(tmp_path / "a.json"), "--denominator", "x"], "is not FILE:ARM")]:
+    assert pooled_ratio.main(args) == 2
+    out = capsys.readouterr()
+    last = out.err.strip().splitlines()[-1]      # (mujoco may have said it has no warp first)
+    assert last.startswith("pooled_ratio: ") and message in last, (args, out.err)
+    assert "Traceback" not in out.err and out.out == ""
