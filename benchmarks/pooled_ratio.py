@@ -48,9 +48,12 @@ def load_block(spec: str, flag: str, score: str) -> dict:
     result = json.load(f)
   arms = (result.get("rules", {}) if result.get("benchmark") == "eval_actions"
           else result.get("arms", {}))
-  if name not in file_rows(path) or not isinstance(arms[name].get(score), dict):
+  if name not in file_rows(path):
     raise config_errors.ConfigError(
-        f"{flag}: {path} has no arm {name!r} with per-seed scores; it has {sorted(arms)}")
+        f"{flag}: {path} has no arm {name!r} with the bar's per-seed scores; it has {sorted(arms)}")
+  if "per_seed" not in arms[name].get(score, {}):
+    raise config_errors.ConfigError(
+        f"{flag}: {path}'s arm {name!r} has no per-seed {score!r}; pick another --score or file")
   return arms[name]
 
 

@@ -482,6 +482,8 @@ def test_pooled_ratio_draw_share_matches_the_binomial_and_bad_blocks_are_named(t
       (["--numerator", f"{tmp_path / 'a.json'}:preferences"], "give as many blocks"),
       (["--numerator", f"{tmp_path / 'a.json'}:nope", "--denominator", f"{tmp_path / 'a.json'}:true"],
        "has no arm 'nope'"),
+      (["--numerator", f"{tmp_path / 'a.json'}:true", "--denominator", f"{tmp_path / 'a.json'}:true",
+        "--score", "task_return"], "has no per-seed 'task_return'"),
       (["--numerator", str(tmp_path / "a.json"), "--denominator", "x"], "is not FILE:ARM")]:
     assert pooled_ratio.main(args) == 2
     out = capsys.readouterr()
