@@ -5,8 +5,8 @@ training; results already on disk).
         --numerator   results/arms_A.json:preferences results/arms_B.json:preferences \\
         --denominator results/arms_C.json:true        results/arms_B.json:true
 
-Issue 10's arm bar asks one 8-seed invocation for IQM(preferences) >= 0.9 IQM(task reward), Gym-rules
-return. One invocation is one draw of 8 seeds, and where about a third of the seeds fail, draws
+Issue 10's arm bar asks one 8-seed invocation for IQM(preferences) >= 0.9 IQM(task reward),
+Gym-rules return. One invocation is one draw of 8 seeds, and where about a third of the seeds fail, draws
 differ widely. Each ``FILE:ARM`` names one block of seeds: an arm of an ``arms.py`` JSON or a rule
 of an ``eval_actions.py`` JSON. The i-th numerator block is set against the i-th denominator
 block, which must hold as many seeds (the same seeds, run by either arm). Prints JSON:
@@ -44,8 +44,12 @@ def load_block(spec: str, flag: str, score: str) -> dict:
     raise config_errors.ConfigError(f"{flag}: {spec!r} is not FILE:ARM (e.g. arms.json:true)")
   if not os.path.exists(path):
     raise config_errors.ConfigError(f"{flag}: {path}: no such file")
-  with open(path) as f:
-    result = json.load(f)
+  try:
+    with open(path) as f:
+      result = json.load(f)
+  except json.JSONDecodeError as e:
+    raise config_errors.ConfigError(f"{flag}: {path} is not JSON ({e}); give an arms.py or "
+                                    "eval_actions.py output") from None
   arms = (result.get("rules", {}) if result.get("benchmark") == "eval_actions"
           else result.get("arms", {}))
   if name not in file_rows(path):

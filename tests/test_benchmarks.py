@@ -476,6 +476,7 @@ def test_pooled_ratio_draw_share_matches_the_binomial_and_bad_blocks_are_named(t
   (tmp_path / "a.json").write_text(json.dumps({"benchmark": "arms", "arms": {
       "preferences": _scores([1.0] * 3, [1.0] * 3, [1.0] * 3),
       "true": _scores([1.0] * 2, [1.0] * 2, [1.0] * 2)}}))
+  (tmp_path / "bad.json").write_text("{ not json")
   for args, message in [
       (["--numerator", f"{tmp_path / 'a.json'}:preferences",
         "--denominator", f"{tmp_path / 'a.json'}:true"], "must hold the same seeds"),
@@ -484,7 +485,9 @@ def test_pooled_ratio_draw_share_matches_the_binomial_and_bad_blocks_are_named(t
        "has no arm 'nope'"),
       (["--numerator", f"{tmp_path / 'a.json'}:true", "--denominator", f"{tmp_path / 'a.json'}:true",
         "--score", "task_return"], "has no per-seed 'task_return'"),
-      (["--numerator", str(tmp_path / "a.json"), "--denominator", "x"], "is not FILE:ARM")]:
+      (["--numerator", str(tmp_path / "a.json"), "--denominator", "x"], "is not FILE:ARM"),
+      (["--numerator", f"{tmp_path / 'bad.json'}:true", "--denominator", f"{tmp_path / 'a.json'}:true"],
+       "bad.json is not JSON")]:
     assert pooled_ratio.main(args) == 2
     out = capsys.readouterr()
     last = out.err.strip().splitlines()[-1]      # (mujoco may have said it has no warp first)
