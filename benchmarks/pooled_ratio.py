@@ -7,9 +7,10 @@ training; results already on disk).
 
 Issue 10's arm bar asks one 8-seed invocation for IQM(preferences) >= 0.9 IQM(task reward),
 Gym-rules return. One invocation is one draw of 8 seeds, and where a third to a half of the
-seeds fail, draws differ widely. Each ``FILE:ARM`` names one block of seeds: an arm of an ``arms.py`` JSON or a rule
-of an ``eval_actions.py`` JSON. The i-th numerator block is set against the i-th denominator
-block, which must hold as many seeds (the same seeds, run by either arm). Prints JSON:
+seeds fail, draws differ widely. Each ``FILE:ARM`` names one block of seeds: an arm of an
+``arms.py`` JSON or a rule of an ``eval_actions.py`` JSON. The i-th numerator block is set
+against the i-th denominator block, which must hold as many seeds (the same seeds, run by either
+arm). Prints JSON:
 - per block pair: each side's IQM and the ratio with its 95% bootstrap interval;
 - pooled over every block: each side's IQM with its interval, the ratio with its interval, and
   the share of seeds meeting the main job's whole bar (``arms.UPRIGHT_BAR``), Wilson intervals;
