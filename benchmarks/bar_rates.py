@@ -42,19 +42,27 @@ def arm_row(arm: dict) -> dict:
           "env_steps_per_seed": arm.get("env_steps_per_seed")}
 
 
+def stored_arms(result: dict) -> dict:
+  """{name: per-seed scores} of an arms.py JSON (its arms) or an eval_actions.py JSON (its
+  rules, each the same checkpoints re-scored)."""
+  if result.get("benchmark") == "eval_actions":
+    return dict(result.get("rules", {}))
+  return dict(result.get("arms", {}))
+
+
+def has_bar_scores(arm: dict) -> bool:
+  """Whether an arm stores every per-seed score the bar needs (the oldest files do not)."""
+  return all(isinstance(arm.get(k), dict) and "per_seed" in arm[k] for k in UPRIGHT_BAR)
+
+
 def file_rows(path: str) -> dict:
   """Rows of an arms.json (one per arm) or an eval_actions.py JSON (one per rule); arms without
-  the per-seed scores the bar needs (the oldest files) are left out."""
+  the per-seed scores the bar needs are left out."""
   with open(path) as f:
     result = json.load(f)
-  if result.get("benchmark") == "eval_actions":
-    arms = {rule: {**scores, "eval_action": rule} for rule, scores in result["rules"].items()}
-  else:
-    arms = {name: {**arm, "eval_action": result.get("eval_action")}
-            for name, arm in result.get("arms", {}).items()}
-  return {name: {**arm_row(arm), "eval_action": arm["eval_action"]}
-          for name, arm in arms.items()
-          if all(isinstance(arm.get(k), dict) and "per_seed" in arm[k] for k in UPRIGHT_BAR)}
+  by_rule = result.get("benchmark") == "eval_actions"
+  return {name: {**arm_row(arm), "eval_action": name if by_rule else result.get("eval_action")}
+          for name, arm in stored_arms(result).items() if has_bar_scores(arm)}
 
 
 def single_runs_row(run_dirs) -> dict:

@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # arms, bar_rates when imported
 from arms import SCORES, UPRIGHT_BAR, upright_bar  # noqa: E402
-from bar_rates import file_rows  # noqa: E402
+from bar_rates import has_bar_scores, stored_arms  # noqa: E402
 from rlhp_jax import config_errors, stats  # noqa: E402
 
 
@@ -51,9 +51,8 @@ def load_block(spec: str, flag: str, score: str) -> dict:
   except json.JSONDecodeError as e:
     raise config_errors.ConfigError(f"{flag}: {path} is not JSON ({e}); give an arms.py or "
                                     "eval_actions.py output") from None
-  arms = (result.get("rules", {}) if result.get("benchmark") == "eval_actions"
-          else result.get("arms", {}))
-  if name not in file_rows(path):
+  arms = stored_arms(result)
+  if name not in arms or not has_bar_scores(arms[name]):
     raise config_errors.ConfigError(
         f"{flag}: {path} has no arm {name!r} with the bar's per-seed scores; it has {sorted(arms)}")
   if "per_seed" not in arms[name].get(score, {}):
