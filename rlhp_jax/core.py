@@ -179,6 +179,18 @@ class RLHP:
     norm = reward_model.update_norm(norm, raw, self.cfg.reward.normalization_rate)
     return reward_model.apply_norm(norm, raw), norm
 
+  def maybe_reset(self, state: RLHPState) -> ppo.PPOState:
+    """The agent this iteration trains: with ``ppo.reset_at``, its nets drawn afresh in the one
+    iteration whose RL steps first reach that share of the budget; otherwise as it is."""
+    at = self.cfg.ppo.reset_at
+    if at == 0:
+      return state.ppo
+    step = max(1, int(round(at * self.rl_env_step_budget)))
+    crossing = (state.rl_env_steps >= step) & (
+        state.rl_env_steps - self.iteration_env_steps < step)
+    fresh = ppo.reset_nets(self.agent, state.ppo, jax.random.fold_in(state.key, 0x7e5e7))
+    return tree_select(crossing, fresh, state.ppo)
+
   def ppo_phase(self, ppo_state: ppo.PPOState, reward_fn, reward_params):
     """``prefs.rollouts_per_iteration`` PPO iterations (scan). Returns (ppo_state, Segment
     [K * T, B], metrics averaged over the K updates; the train return over episodes that
@@ -212,7 +224,7 @@ class RLHP:
         self.rl_env_step_budget)
     beta = reward_model.exploration_beta(self.cfg.reward, state.rl_env_steps)
     new_ppo, seg, metrics, (_, norm, _) = self.ppo_phase(
-        state.ppo, self.learned_reward, (state.reward, state.reward_norm, beta))
+        self.maybe_reset(state), self.learned_reward, (state.reward, state.reward_norm, beta))
     # While the initial labels are collected the policy stays the initial random one.
     frozen = state.ppo.replace(env_state=new_ppo.env_state, key=new_ppo.key,
                                env_steps=new_ppo.env_steps)
@@ -290,7 +302,8 @@ class RLHP:
   def true_reward_iteration(self, state: RLHPState):
     reward_fn = (self.normalized_true_reward if self.cfg.reward_source == "true_normalized"
                  else ppo.true_reward_fn)
-    new_ppo, _, metrics, norm = self.ppo_phase(state.ppo, reward_fn, state.reward_norm)
+    new_ppo, _, metrics, norm = self.ppo_phase(self.maybe_reset(state), reward_fn,
+                                               state.reward_norm)
     return state.replace(ppo=new_ppo, iteration=state.iteration + 1, reward_norm=norm,
                          rl_env_steps=new_ppo.env_steps), Metrics(mean=metrics, last={})
 

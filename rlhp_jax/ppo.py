@@ -53,6 +53,13 @@ class PPOConfig:
   policy's noise may grow early and shrinks by the end, where the deterministic policy is
   evaluated."""
   max_grad_norm: float = 0.5
+  reset_at: float = 0.0
+  """Share of the run's RL env steps at which the policy and value nets are drawn afresh, once
+  (0: never). The observation statistics, the learning-rate and entropy clocks and everything
+  outside the agent (the reward ensemble, its labels) are kept; Adam's moments restart. Against
+  the primacy bias (Nikishin et al. 2022): a policy shaped by an early, poorly informed reward
+  starts over on the better one the labels have made since. Applies to every reward source,
+  so the arms keep one PPO."""
   reward_scale: float = 1.0
   """Rewards are multiplied by this before GAE."""
   normalize_advantages: bool = True
@@ -95,6 +102,8 @@ class PPOConfig:
     v.non_negative(self.entropy_cost, "ppo.entropy_cost")
     v.non_negative(self.bounds_cost, "ppo.bounds_cost")
     v.positive(self.max_grad_norm, "ppo.max_grad_norm")
+    v.require(0 <= self.reset_at < 1, "ppo.reset_at",
+              f"must be in [0, 1) (0: never), got {self.reset_at!r}")
     v.positive(self.reward_scale, "ppo.reward_scale")
     for name in ("policy_hidden", "value_hidden"):
       sizes = getattr(self, name)
@@ -382,6 +391,18 @@ def init_state(agent: Agent, env: Hopper, key: jax.Array) -> PPOState:
   env_state = jax.vmap(env.stagger)(env_state, jax.random.split(k_stagger, agent.cfg.num_envs))
   return PPOState(params=params, opt_state=agent.optimizer.init(trainable(params)), env_state=env_state,
                   key=k_state, env_steps=jnp.zeros((), jnp.int32))
+
+
+def reset_nets(agent: Agent, state: PPOState, key: jax.Array) -> PPOState:
+  """The agent with freshly drawn policy and value nets (``ppo.reset_at``): observation
+  statistics, env batch and key are kept; Adam's moments restart and its step counts (the
+  learning-rate schedule's clock) carry on."""
+  fresh = agent.init(key).replace(obs_stats=state.params.obs_stats)
+  fresh_opt = agent.optimizer.init(trainable(fresh))
+  # integer scalars in the optimiser state are step counts; everything else is a moment
+  keep_counts = lambda new, old: old if jnp.issubdtype(old.dtype, jnp.integer) else new
+  opt_state = jax.tree.map(keep_counts, fresh_opt, state.opt_state)
+  return state.replace(params=fresh, opt_state=opt_state)
 
 
 def train_step(agent: Agent, env: Hopper, state: PPOState, reward_fn, reward_params=None,

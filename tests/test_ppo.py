@@ -12,6 +12,7 @@ import pytest
 from rlhp_jax import core, networks, ppo
 from rlhp_jax.envs import hopper
 from rlhp_jax.experiment import ExperimentConfig, RunConfig
+from rlhp_jax.preferences import PreferenceConfig
 
 
 def test_gae_hand_worked():
@@ -263,3 +264,74 @@ def test_update_uses_the_entropy_weight_it_is_given():
   total = lambda p: sum(jnp.sum(a) for a in log_std(p))
   grow = lambda p: float(total(p) - total(params))
   assert grow(with_bonus) > 0.0 > grow(without) - 1e-6
+
+
+def test_reset_nets_draws_fresh_weights_and_keeps_statistics_and_the_clock():
+  """``ppo.reset_nets``: the policy and value weights are exactly a fresh draw with the given
+  key, the observation statistics are the old ones, Adam's moments are zero again and its step
+  counts (the learning-rate and entropy clocks) carry on."""
+  cfg = ppo.PPOConfig(num_envs=2, unroll_length=4, num_epochs=1, num_minibatches=1,
+                      reset_at=0.5)
+  agent = ppo.Agent(cfg, obs_size=11, action_size=3, total_updates=10)
+  params = agent.init(jax.random.PRNGKey(0))
+  params = params.replace(obs_stats=params.obs_stats.replace(
+      count=jnp.float32(7.0), mean=jnp.full((11,), 0.3), m2=jnp.full((11,), 2.0)))
+  opt_state = agent.optimizer.init(ppo.trainable(params))
+  grads = jax.tree.map(jnp.ones_like, ppo.trainable(params))
+  for _ in range(3):
+    updates, opt_state = agent.optimizer.update(grads, opt_state, ppo.trainable(params))
+    params = params.replace(**optax.apply_updates(ppo.trainable(params), updates))
+  state = ppo.PPOState(params=params, opt_state=opt_state, env_state=jnp.zeros(()),
+                       key=jax.random.PRNGKey(5), env_steps=jnp.int32(96))
+  out = ppo.reset_nets(agent, state, jax.random.PRNGKey(3))
+  fresh = agent.init(jax.random.PRNGKey(3))
+  for got, want in zip(jax.tree.leaves(ppo.trainable(out.params)),
+                       jax.tree.leaves(ppo.trainable(fresh))):
+    np.testing.assert_array_equal(got, want)
+  assert not np.allclose(out.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"],
+                         params.policy["params"]["MLP_0"]["Dense_0"]["kernel"])
+  for got, want in zip(jax.tree.leaves(out.params.obs_stats), jax.tree.leaves(params.obs_stats)):
+    np.testing.assert_array_equal(got, want)
+  counts = [x for x in jax.tree.leaves(out.opt_state) if jnp.issubdtype(x.dtype, jnp.integer)]
+  moments = [x for x in jax.tree.leaves(out.opt_state) if not jnp.issubdtype(x.dtype, jnp.integer)]
+  assert counts and all(int(c) == 3 for c in counts)
+  assert moments and all(float(jnp.abs(m).max()) == 0.0 for m in moments)
+  np.testing.assert_allclose(ppo.entropy_weight(agent, out.opt_state),
+                             ppo.entropy_weight(agent, opt_state))
+  assert int(out.env_steps) == 96 and np.array_equal(out.key, state.key)
+
+
+@pytest.mark.parametrize("source", ["preferences", "true"])
+def test_reset_at_redraws_the_agent_once_in_the_iteration_that_reaches_its_share(source):
+  """``ppo.reset_at``: ``RLHP.maybe_reset`` hands the iteration a fresh agent only when the RL
+  steps taken before it first reach the share of the budget, for either reward source (the arms
+  share one PPO); at 0 the agent passes through untouched."""
+  cfg = ExperimentConfig(
+      name="reset", reward_source=source,
+      ppo=ppo.PPOConfig(num_envs=4, unroll_length=8, num_epochs=1, num_minibatches=1,
+                        reset_at=0.25),
+      prefs=PreferenceConfig(total_labels=40, pairs_per_iteration=8, fragment_length=4),
+      run=RunConfig(total_env_steps=4 * 8 * 4 * 64, iterations_per_call=1))
+  system = core.RLHP(cfg)
+  state = system.init(jax.random.PRNGKey(0))
+  step = int(round(0.25 * system.rl_env_step_budget))
+  per = system.iteration_env_steps
+  first = -(-step // per) * per   # RL steps come in whole iterations: the first count >= step
+  assert step > 0 and first - per < step <= first
+
+  def policy_after(rl_steps):
+    s = state.replace(rl_env_steps=jnp.int32(rl_steps))
+    return s, system.maybe_reset(s).params.policy["params"]["MLP_0"]["Dense_0"]["kernel"]
+
+  old = state.ppo.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"]
+  for rl_steps in (0, first - per, first + per, 2 * first):
+    np.testing.assert_array_equal(policy_after(rl_steps)[1], old)
+  s, redrawn = policy_after(first)
+  assert not np.allclose(redrawn, old)
+  want = ppo.reset_nets(system.agent, s.ppo, jax.random.fold_in(s.key, 0x7e5e7))
+  np.testing.assert_array_equal(redrawn, want.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"])
+  off = core.RLHP(dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, reset_at=0.0)))
+  assert off.maybe_reset(state.replace(rl_env_steps=jnp.int32(first))) is state.ppo
+  for bad in (1.0, -0.1):
+    with pytest.raises(Exception, match="^ppo.reset_at: must be in \\[0, 1\\)"):
+      ppo.PPOConfig(reset_at=bad)
