@@ -66,6 +66,7 @@ class RLHPState:
   iteration: jax.Array      # [] int32
   key: jax.Array
   archive: fragments.Archive | None = None   # earlier iterations' fragments (prefs.archive_size)
+  fresh_agent: ppo.AgentParams | None = None  # the nets ``ppo.reset_at`` restarts from
 
 
 @struct.dataclass
@@ -123,7 +124,11 @@ class RLHP:
   def init(self, key: jax.Array) -> RLHPState:
     k_ppo, k_reward, key = jax.random.split(key, 3)
     p = self.cfg.prefs
+    # drawn here, not in the loop: drawing nets inside the partitioned loop hung XLA:CPU
+    fresh_agent = (self.agent.init(jax.random.fold_in(key, 0x7e5e7))
+                   if self.cfg.ppo.reset_at > 0 else None)
     return RLHPState(
+        fresh_agent=fresh_agent,
         ppo=ppo.init_state(self.agent, self.env, k_ppo),
         reward=self.ensemble.init(k_reward),
         reward_norm=reward_model.init_norm(
@@ -188,8 +193,8 @@ class RLHP:
     step = max(1, int(round(at * self.rl_env_step_budget)))
     crossing = (state.rl_env_steps >= step) & (
         state.rl_env_steps - self.iteration_env_steps < step)
-    fresh = ppo.reset_nets(self.agent, state.ppo, jax.random.fold_in(state.key, 0x7e5e7))
-    return tree_select(crossing, fresh, state.ppo)
+    return tree_select(crossing, ppo.reset_nets(self.agent, state.ppo, state.fresh_agent),
+                       state.ppo)
 
   def ppo_phase(self, ppo_state: ppo.PPOState, reward_fn, reward_params):
     """``prefs.rollouts_per_iteration`` PPO iterations (scan). Returns (ppo_state, Segment

@@ -393,11 +393,11 @@ def init_state(agent: Agent, env: Hopper, key: jax.Array) -> PPOState:
                   key=k_state, env_steps=jnp.zeros((), jnp.int32))
 
 
-def reset_nets(agent: Agent, state: PPOState, key: jax.Array) -> PPOState:
-  """The agent with freshly drawn policy and value nets (``ppo.reset_at``): observation
-  statistics, env batch and key are kept; Adam's moments restart and its step counts (the
-  learning-rate schedule's clock) carry on."""
-  fresh = agent.init(key).replace(obs_stats=state.params.obs_stats)
+def reset_nets(agent: Agent, state: PPOState, fresh: AgentParams) -> PPOState:
+  """The agent restarted from ``fresh`` nets (``ppo.reset_at``; e.g. ``agent.init(key)``):
+  observation statistics, env batch and key are kept; Adam's moments restart and its step
+  counts (the learning-rate schedule's clock) carry on."""
+  fresh = fresh.replace(obs_stats=state.params.obs_stats)
   fresh_opt = agent.optimizer.init(trainable(fresh))
   # integer scalars in the optimiser state are step counts; everything else is a moment
   keep_counts = lambda new, old: old if jnp.issubdtype(old.dtype, jnp.integer) else new

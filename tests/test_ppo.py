@@ -267,8 +267,8 @@ def test_update_uses_the_entropy_weight_it_is_given():
 
 
 def test_reset_nets_draws_fresh_weights_and_keeps_statistics_and_the_clock():
-  """``ppo.reset_nets``: the policy and value weights are exactly a fresh draw with the given
-  key, the observation statistics are the old ones, Adam's moments are zero again and its step
+  """``ppo.reset_nets``: the policy and value weights are exactly the fresh nets given, the
+  observation statistics are the old ones, Adam's moments are zero again and its step
   counts (the learning-rate and entropy clocks) carry on."""
   cfg = ppo.PPOConfig(num_envs=2, unroll_length=4, num_epochs=1, num_minibatches=1,
                       reset_at=0.5)
@@ -283,8 +283,8 @@ def test_reset_nets_draws_fresh_weights_and_keeps_statistics_and_the_clock():
     params = params.replace(**optax.apply_updates(ppo.trainable(params), updates))
   state = ppo.PPOState(params=params, opt_state=opt_state, env_state=jnp.zeros(()),
                        key=jax.random.PRNGKey(5), env_steps=jnp.int32(96))
-  out = ppo.reset_nets(agent, state, jax.random.PRNGKey(3))
   fresh = agent.init(jax.random.PRNGKey(3))
+  out = ppo.reset_nets(agent, state, fresh)
   for got, want in zip(jax.tree.leaves(ppo.trainable(out.params)),
                        jax.tree.leaves(ppo.trainable(fresh))):
     np.testing.assert_array_equal(got, want)
@@ -328,10 +328,12 @@ def test_reset_at_redraws_the_agent_once_in_the_iteration_that_reaches_its_share
     np.testing.assert_array_equal(policy_after(rl_steps)[1], old)
   s, redrawn = policy_after(first)
   assert not np.allclose(redrawn, old)
-  want = ppo.reset_nets(system.agent, s.ppo, jax.random.fold_in(s.key, 0x7e5e7))
+  want = ppo.reset_nets(system.agent, s.ppo, s.fresh_agent)
   np.testing.assert_array_equal(redrawn, want.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"])
   off = core.RLHP(dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, reset_at=0.0)))
-  assert off.maybe_reset(state.replace(rl_env_steps=jnp.int32(first))) is state.ppo
+  off_state = off.init(jax.random.PRNGKey(0))
+  assert off_state.fresh_agent is None   # off, the state (and a checkpoint) is as before
+  assert off.maybe_reset(off_state.replace(rl_env_steps=jnp.int32(first))) is off_state.ppo
   for bad in (1.0, -0.1):
     with pytest.raises(Exception, match="^ppo.reset_at: must be in \\[0, 1\\)"):
       ppo.PPOConfig(reset_at=bad)
