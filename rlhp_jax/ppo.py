@@ -59,7 +59,11 @@ class PPOConfig:
   outside the agent (the reward ensemble, its labels) are kept; Adam's moments restart. Against
   the primacy bias (Nikishin et al. 2022): a policy shaped by an early, poorly informed reward
   starts over on the better one the labels have made since. Applies to every reward source,
-  so the arms keep one PPO."""
+  so the arms keep one PPO. Measured at 1/3 on the main job's preference arm (session 35,
+  seeds 24-39, benchmarks/RESULTS.md): 4 of 16 seeds meet issue 10's bar against the main
+  job's 6 of 16 on the same seeds (Gym-rules IQM 1428 [629, 2541] against 1612 [437, 2963]);
+  more seeds hop (13 of 16 at >= 2 m/s against 11), but with brief exits from Gym's range.
+  Not adopted."""
   reward_scale: float = 1.0
   """Rewards are multiplied by this before GAE."""
   normalize_advantages: bool = True
