@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from rlhp_jax import core, networks, ppo
+from rlhp_jax.config_errors import ConfigError
 from rlhp_jax.envs import hopper
 from rlhp_jax.experiment import ExperimentConfig, RunConfig
 from rlhp_jax.preferences import PreferenceConfig
@@ -266,7 +267,7 @@ def test_update_uses_the_entropy_weight_it_is_given():
   assert grow(with_bonus) > 0.0 > grow(without) - 1e-6
 
 
-def test_reset_nets_draws_fresh_weights_and_keeps_statistics_and_the_clock():
+def test_reset_nets_restarts_from_the_fresh_weights_and_keeps_statistics_and_the_clock():
   """``ppo.reset_nets``: the policy and value weights are exactly the fresh nets given, the
   observation statistics are the old ones, Adam's moments are zero again and its step
   counts (the learning-rate and entropy clocks) carry on."""
@@ -335,5 +336,34 @@ def test_reset_at_redraws_the_agent_once_in_the_iteration_that_reaches_its_share
   assert off_state.fresh_agent is None   # off, the state (and a checkpoint) is as before
   assert off.maybe_reset(off_state.replace(rl_env_steps=jnp.int32(first))) is off_state.ppo
   for bad in (1.0, -0.1):
-    with pytest.raises(Exception, match="^ppo.reset_at: must be in \\[0, 1\\)"):
+    with pytest.raises(ConfigError, match="^ppo.reset_at: must be in \\[0, 1\\)"):
       ppo.PPOConfig(reset_at=bad)
+
+
+@pytest.mark.parametrize("source", ["preferences", "true"])
+def test_reset_at_reaches_the_iteration_that_trains_the_agent(source):
+  """The iteration itself (jitted; the learned reward with its queries, or the task's reward)
+  trains the fresh nets at the crossing: one update later the policy is still next to the
+  fresh draw, while the same iteration one step past the crossing trains the old nets on."""
+  cfg = ExperimentConfig(
+      name="reset_wired", reward_source=source,
+      ppo=ppo.PPOConfig(num_envs=4, unroll_length=8, num_epochs=1, num_minibatches=1,
+                        reset_at=0.25),
+      prefs=PreferenceConfig(total_labels=40, pairs_per_iteration=8, fragment_length=4),
+      run=RunConfig(total_env_steps=4 * 8 * 64, iterations_per_call=1))
+  system = core.RLHP(cfg)
+  state = system.init(jax.random.PRNGKey(1))
+  # past the initial labels, whose iterations keep the policy frozen
+  state = state.replace(requested=jnp.int32(cfg.prefs.initial_labels))
+  per = system.iteration_env_steps
+  first = -(-int(round(0.25 * system.rl_env_step_budget)) // per) * per
+  # an agent that has moved away from its initial draw, as it has by the crossing
+  moved = state.ppo.params.replace(policy=jax.tree.map(lambda x: x + 0.5, state.ppo.params.policy))
+  state = state.replace(ppo=state.ppo.replace(params=moved))
+  step = jax.jit(system.iteration)
+  kernel = lambda s: s.ppo.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"]
+  fresh = state.fresh_agent.policy["params"]["MLP_0"]["Dense_0"]["kernel"]
+  at, _ = step(state.replace(rl_env_steps=jnp.int32(first)), cfg.teacher.params())
+  past, _ = step(state.replace(rl_env_steps=jnp.int32(first + per)), cfg.teacher.params())
+  assert float(jnp.abs(kernel(at) - fresh).max()) < 0.05
+  assert float(jnp.abs(kernel(past) - fresh).mean()) > 0.3
