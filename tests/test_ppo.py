@@ -267,6 +267,11 @@ def test_update_uses_the_entropy_weight_it_is_given():
   assert grow(with_bonus) > 0.0 > grow(without) - 1e-6
 
 
+def first_kernel(policy_params):
+  """The policy net's first weight matrix: enough to tell one draw of the nets from another."""
+  return policy_params["params"]["MLP_0"]["Dense_0"]["kernel"]
+
+
 def test_reset_nets_restarts_from_the_fresh_weights_and_keeps_statistics_and_the_clock():
   """``ppo.reset_nets``: the policy and value weights are exactly the fresh nets given, the
   observation statistics are the old ones, Adam's moments are zero again and its step
@@ -289,8 +294,7 @@ def test_reset_nets_restarts_from_the_fresh_weights_and_keeps_statistics_and_the
   for got, want in zip(jax.tree.leaves(ppo.trainable(out.params)),
                        jax.tree.leaves(ppo.trainable(fresh))):
     np.testing.assert_array_equal(got, want)
-  assert not np.allclose(out.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"],
-                         params.policy["params"]["MLP_0"]["Dense_0"]["kernel"])
+  assert not np.allclose(first_kernel(out.params.policy), first_kernel(params.policy))
   for got, want in zip(jax.tree.leaves(out.params.obs_stats), jax.tree.leaves(params.obs_stats)):
     np.testing.assert_array_equal(got, want)
   counts = [x for x in jax.tree.leaves(out.opt_state) if jnp.issubdtype(x.dtype, jnp.integer)]
@@ -322,15 +326,15 @@ def test_reset_at_redraws_the_agent_once_in_the_iteration_that_reaches_its_share
 
   def policy_after(rl_steps):
     s = state.replace(rl_env_steps=jnp.int32(rl_steps))
-    return s, system.maybe_reset(s).params.policy["params"]["MLP_0"]["Dense_0"]["kernel"]
+    return s, first_kernel(system.maybe_reset(s).params.policy)
 
-  old = state.ppo.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"]
+  old = first_kernel(state.ppo.params.policy)
   for rl_steps in (0, first - per, first + per, 2 * first):
     np.testing.assert_array_equal(policy_after(rl_steps)[1], old)
   s, redrawn = policy_after(first)
   assert not np.allclose(redrawn, old)
   want = ppo.reset_nets(system.agent, s.ppo, s.fresh_agent)
-  np.testing.assert_array_equal(redrawn, want.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"])
+  np.testing.assert_array_equal(redrawn, first_kernel(want.params.policy))
   off = core.RLHP(dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, reset_at=0.0)))
   off_state = off.init(jax.random.PRNGKey(0))
   assert off_state.fresh_agent is None   # off, the state (and a checkpoint) is as before
@@ -361,8 +365,8 @@ def test_reset_at_reaches_the_iteration_that_trains_the_agent(source):
   moved = state.ppo.params.replace(policy=jax.tree.map(lambda x: x + 0.5, state.ppo.params.policy))
   state = state.replace(ppo=state.ppo.replace(params=moved))
   step = jax.jit(system.iteration)
-  kernel = lambda s: s.ppo.params.policy["params"]["MLP_0"]["Dense_0"]["kernel"]
-  fresh = state.fresh_agent.policy["params"]["MLP_0"]["Dense_0"]["kernel"]
+  kernel = lambda s: first_kernel(s.ppo.params.policy)
+  fresh = first_kernel(state.fresh_agent.policy)
   at, _ = step(state.replace(rl_env_steps=jnp.int32(first)), cfg.teacher.params())
   past, _ = step(state.replace(rl_env_steps=jnp.int32(first + per)), cfg.teacher.params())
   assert float(jnp.abs(kernel(at) - fresh).max()) < 0.05
