@@ -41,6 +41,10 @@ class PPOConfig:
   num_minibatches: int = 16
   """Minibatches per epoch; must divide num_envs * unroll_length."""
   learning_rate: float = 3e-4
+  """Adam's step size at the start of the run. Measured halved and doubled on the main job's
+  preference arm (session 36, seeds 24-31, benchmarks/RESULTS.md): 1 and 3 of 8 seeds meet
+  issue 10's bar against 3e-4's 4 of 8 on the same seeds (Gym-rules IQM 1623 [283, 2671] and
+  1815 [301, 3623] against 2208 [616, 3460]); no difference is claimed."""
   anneal_lr: bool = True
   """Decay the learning rate linearly to 0 over the run."""
   discount: float = 0.99
