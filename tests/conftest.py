@@ -10,10 +10,18 @@ import jax  # noqa: E402
 # Identical programs compiled by different tests (e.g. two drivers over the same config) are
 # compiled once per session. Child processes (``rlhp-jax train`` run as a subprocess) use the
 # same folder through the CLI's RLHP_JAX_COMPILE_CACHE, so no test writes to ~/.cache.
+#
+# Under pytest-xdist (pyproject's addopts) every worker has a folder of its own, and so do the
+# child processes it starts: JAX writes a cache entry in place, so two processes compiling the
+# same program at once could read each other's half-written file. A worker inherits the
+# controller's environment, hence the override rather than setdefault.
 _XLA_CACHE = tempfile.mkdtemp(prefix="rlhp-jax-xla-")
 jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-os.environ.setdefault("RLHP_JAX_COMPILE_CACHE", _XLA_CACHE)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+  os.environ["RLHP_JAX_COMPILE_CACHE"] = _XLA_CACHE
+else:
+  os.environ.setdefault("RLHP_JAX_COMPILE_CACHE", _XLA_CACHE)
 
 import pytest  # noqa: E402
 
@@ -21,6 +29,19 @@ import pytest  # noqa: E402
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "rlhp-test-key-id-0001", "AWS_SECRET_ACCESS_KEY":
             "rlhp-test-secret-value-0002", "AWS_DEFAULT_REGION": "us-east-1"}
 FAKE_TOLOKA_TOKEN = "rlhp-test-toloka-token-0003"
+
+LONGEST_FILES_FIRST = ("test_loop.py", "test_kill_matrix.py", "test_toloka.py", "test_ppo.py",
+                       "test_human_labeling.py", "test_benchmarks.py", "test_reward_model.py")
+"""The files that take longest (session 36, two workers: test_loop ~850 s, the kill matrix ~360 s
+in one test, test_toloka ~240 s, of ~2500 s in all), collected first. pytest-xdist hands whole
+files to whichever worker is free in collection order (pyproject's addopts turn off its own
+reordering by test count, which put the one-test kill matrix last), so no long file starts
+when the other worker has little left."""
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file
 
 
 @pytest.fixture(scope="session")
