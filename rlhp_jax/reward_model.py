@@ -23,7 +23,7 @@ from rlhp_jax import config_errors as v
 from rlhp_jax import running_stats, sampling
 
 
-REWARD_HEADS = ("linear", "gated")
+REWARD_HEADS = ("linear", "gated", "tanh")
 REWARD_OBSERVATIONS = ("before", "after")
 
 
@@ -85,7 +85,11 @@ class RewardModelConfig:
   Measured on the main job (session 23, 8 seeds, benchmarks/RESULTS.md): it does not; the
   learned price of a healthy step stays at 0.43 [0.11, 1.22] m/s of speed (linear: 0.57 [0.16,
   1.38]; the task's ~4), Gym-rules IQM 1842 [275, 3272] against 3215 [1894, 3591], with two
-  seeds fallen and still and one standing; not adopted."""
+  seeds fallen and still and one standing; not adopted.
+  ``"tanh"``: r = tanh(w . h(s, a) + b), each step's reward inside (-1, 1), as B-Pref's and
+  PEBBLE's reward nets end (Lee et al. 2021). A linear head prices speed without limit, so a
+  step of speed can outweigh a step of health; a bounded one saturates on the fast steps and
+  leaves more of a fragment's margin to the steps that differ in kind."""
   exploration_bonus: float = 0.0
   """beta_0 of an optimistic bonus for PPO (Liang et al. 2022, RUNE): the reward PPO sees is
   the members' mean normalised reward plus beta * their standard deviation, so behaviour the
@@ -237,6 +241,8 @@ class RewardNet(nn.Module):
     if self.head == "gated":
       gate, term, offset = jnp.moveaxis(nn.Dense(3)(x), -1, 0)
       out = jax.nn.sigmoid(gate) * term + offset
+    elif self.head == "tanh":
+      out = jnp.tanh(nn.Dense(1)(x)[..., 0])
     else:
       out = nn.Dense(1)(x)[..., 0]
     if self.prior_scale > 0:

@@ -265,6 +265,25 @@ def test_gated_head_is_a_gate_times_a_term_plus_an_offset_and_learns_a_gated_rew
   assert float(metrics["reward/val_accuracy"]) > 0.75
 
 
+def test_tanh_head_is_the_linear_output_squashed_into_minus_one_one():
+  """``head="tanh"`` (B-Pref's reward nets): r = tanh(w . h + b), worked by hand from the
+  trunk's features, and stays inside [-1, 1] (float32 rounds tanh to 1 far out) where the linear output is far
+  outside it."""
+  cfg = rm.RewardModelConfig(ensemble_size=2, hidden=(16,), head="tanh")
+  ens = rm.RewardEnsemble(cfg, 11, 3)
+  state = ens.init(jax.random.PRNGKey(0))
+  obs = 50.0 * jax.random.normal(jax.random.PRNGKey(1), (64, 11))
+  act = jax.random.normal(jax.random.PRNGKey(2), (64, 3))
+  p = jax.tree.map(lambda x: x[1], state.params)["params"]
+  h = jax.nn.leaky_relu(jnp.concatenate([obs, act], -1) @ p["Dense_0"]["kernel"]
+                        + p["Dense_0"]["bias"], 0.01)
+  linear = (h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"])[:, 0]
+  assert float(jnp.abs(linear).max()) > 1.5
+  rewards = ens.member_rewards(state.params, obs, act)
+  np.testing.assert_allclose(rewards[1], jnp.tanh(linear), rtol=1e-5, atol=1e-6)
+  assert float(jnp.abs(rewards).max()) <= 1.0
+
+
 def test_optimistic_bonus_adds_the_members_spread_and_decays():
   """PPO's reward with the bonus: the members' mean normalised reward plus beta times their
   standard deviation, beta = beta_0 exp(-t / timescale) - pessimism; beta_0 = 0 leaves the
