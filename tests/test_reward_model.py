@@ -267,8 +267,8 @@ def test_gated_head_is_a_gate_times_a_term_plus_an_offset_and_learns_a_gated_rew
 
 def test_tanh_head_is_the_linear_output_squashed_into_minus_one_one():
   """``head="tanh"`` (B-Pref's reward nets): r = tanh(w . h + b), worked by hand from the
-  trunk's features, and stays inside [-1, 1] (float32 rounds tanh to 1 far out) where the linear output is far
-  outside it."""
+  trunk's features; it stays inside [-1, 1] (float32 rounds tanh to 1 far out) where the
+  linear output is far outside it."""
   cfg = rm.RewardModelConfig(ensemble_size=2, hidden=(16,), head="tanh")
   ens = rm.RewardEnsemble(cfg, 11, 3)
   state = ens.init(jax.random.PRNGKey(0))
