@@ -32,11 +32,11 @@ FAKE_TOLOKA_TOKEN = "rlhp-test-toloka-token-0003"
 
 LONGEST_FILES_FIRST = ("test_loop.py", "test_kill_matrix.py", "test_toloka.py", "test_ppo.py",
                        "test_human_labeling.py", "test_benchmarks.py", "test_reward_model.py")
-"""The files that take longest (session 36, two workers: test_loop ~850-870 s, the kill matrix
-~360-430 s in one test, test_toloka ~230-240 s, of ~2500 s in all), collected first. pytest-xdist hands whole
-files to whichever worker is free in collection order (pyproject's addopts turn off its own
-reordering by test count, which put the one-test kill matrix last), so no long file starts
-when the other worker has little left."""
+"""The files that take longest (sessions 36-37, two workers: test_loop ~850-870 s, the kill
+matrix 361-528 s in one test, test_toloka ~230-240 s, of ~2500 s in all), collected first.
+pytest-xdist hands whole files to whichever worker is free in collection order (pyproject's
+addopts turn off its own reordering by test count, which put the one-test kill matrix last), so
+no long file starts when the other worker has little left."""
 
 
 def pytest_collection_modifyitems(items):
