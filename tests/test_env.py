@@ -2,6 +2,7 @@
 the C engine, fixed-horizon episodes. Compiled functions are shared per module."""
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,10 @@ import mujoco
 import numpy as np
 import pytest
 
+from rlhp_jax import experiment
 from rlhp_jax.envs import hopper, tasks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 B = 8
 
@@ -217,6 +221,23 @@ def test_hop_forward_oracle_hand_numbers():
   # Gym pays the bonus on the terminating step too
   gym = tasks.hop_forward(q, q, a, q.at[0].set(0.016), q, 0.008, 0.0, bonus_always=True)
   np.testing.assert_allclose(gym, 3.0 - 2e-3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, price", [
+    ("hopper_synthetic.py", lambda v: v + 2.0),          # forward pay forfeited, +1 bonus, -1
+    ("hopper_seals_reward_baseline.py", lambda v: 1.0),  # seals': forward paid, +1 bonus
+    ("hopper_health_priced_baseline.py", lambda v: 3.6),  # forward paid, +1 bonus, -2.6
+])
+def test_what_a_healthy_step_is_worth_in_each_hop_forward_experiment(name, price):
+  """The main job's task and the two diagnostic arms (session 38) differ in what a step inside
+  the healthy range earns over one outside it at the same forward speed v: v + 2, 1 and 3.6."""
+  cfg = experiment.load_experiment(os.path.join(ROOT, "experiments", name))
+  oracle = hopper.make(cfg.env)._oracle
+  q, a = jnp.zeros(6), jnp.array([0.5, -0.5, 0.2])
+  for v in (0.0, 1.0, 2.5):
+    moved = q.at[0].set(v * cfg.env.dt)
+    healthy, unhealthy = (float(oracle(q, q, a, moved, q, cfg.env.dt, h)) for h in (1.0, 0.0))
+    np.testing.assert_allclose(healthy - unhealthy, price(v), rtol=1e-5, atol=1e-5)
 
 
 def test_fixed_horizon_env_charges_the_penalty_outside_the_healthy_range():

@@ -1,0 +1,17 @@
+"""A diagnostic arm for hopper_synthetic: PPO on seals' reward structure (forward progress paid on
+every step, +1 per healthy step) with a penalty of 2.6 per step outside Gym's healthy range, so
+that a healthy step is worth 3.6 m/s of speed, what the main job's task prices it at. Against
+``hopper_seals_reward_baseline.py`` (worth 1 m/s) only the price of health differs.
+
+Run with ``benchmarks/arms.py --arms true``; results in benchmarks/RESULTS.md, session 38.
+"""
+
+import dataclasses
+import os
+import runpy
+
+_base = runpy.run_path(os.path.join(os.path.dirname(__file__), "hopper_synthetic.py"))["CONFIG"]
+
+CONFIG = dataclasses.replace(
+    _base, name="hopper_health_priced_baseline", reward_source="true",
+    env=dataclasses.replace(_base.env, forward_while_unhealthy=True, unhealthy_penalty=2.6))
