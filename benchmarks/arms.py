@@ -3,6 +3,7 @@ N seeds vmapped in one compile, reported as IQM and 95% bootstrap intervals over
 
     python benchmarks/arms.py                       # 8 seeds per arm, the main job's budget
     python benchmarks/arms.py --seeds 2 --total-env-steps 65536 --tiny    # smoke test
+    python benchmarks/arms.py --arms true --experiment experiments/X.py --first-seed 8   # seeds 8-15
 
 Arms (``reward_source``):
   * ``preferences``: PPO on the reward ensemble fitted to the synthetic teacher's labels;
@@ -60,14 +61,16 @@ TINY_STEPS = 1024
 """Env steps per seed of a --tiny smoke test (8 iterations of 128) unless --total-env-steps."""
 
 
-def arm_config(base, arm: str, seeds: int, total: int | None, tiny: bool):
+def arm_config(base, arm: str, seeds: int, total: int | None, tiny: bool,
+               first_seed: int | None = None):
   cfg = base
   if tiny:
     cfg = dataclasses.replace(cfg, **{
         section: dataclasses.replace(getattr(cfg, section), **fields)
         for section, fields in TINY.items()})
   steps = total or (TINY_STEPS if tiny else cfg.run.total_env_steps)
-  run = dataclasses.replace(cfg.run, num_seeds=seeds, video=False, total_env_steps=steps)
+  run = dataclasses.replace(cfg.run, num_seeds=seeds, video=False, total_env_steps=steps,
+                            seed=cfg.run.seed if first_seed is None else first_seed)
   return dataclasses.replace(cfg, name=f"{cfg.name}_{arm}", reward_source=arm, run=run)
 
 
@@ -114,6 +117,9 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--experiment", default=os.path.join(ROOT, "experiments", "hopper_synthetic.py"))
   p.add_argument("--seeds", type=int, default=8)
+  p.add_argument("--first-seed", type=int, default=None,
+                 help="the arms run seeds N..N+seeds-1 (default: the experiment's run.seed), "
+                      "so a block of seeds is drawn from the committed config")
   p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
   p.add_argument("--total-env-steps", type=int, default=None,
                  help="per seed (default: the experiment's budget)")
@@ -135,7 +141,7 @@ def main(argv=None):
             "arms": {}}
   curves = {}
   for arm in args.arms:
-    cfg = arm_config(base, arm, args.seeds, args.total_env_steps, args.tiny)
+    cfg = arm_config(base, arm, args.seeds, args.total_env_steps, args.tiny, args.first_seed)
     run_dir = os.path.join(out, arm)
     os.makedirs(run_dir, exist_ok=True)
     experiment.save(cfg, os.path.join(run_dir, "config.json"))   # beside every run, as train does

@@ -351,7 +351,7 @@ def test_label_audit_sorts_pairs_by_the_healthy_range_and_scores_the_exits():
 
 def test_arms_reports_every_score_per_seed_and_saves_each_arms_config(tmp_path):
   out = run_script("arms.py", "--tiny", "--seeds", "2", "--arms", "preferences",
-                   "--total-env-steps", "512", "--out", str(tmp_path))
+                   "--total-env-steps", "512", "--first-seed", "3", "--out", str(tmp_path))
   arm = out["arms"]["preferences"]
   assert out["seeds_per_arm"] == 2 and arm["env_steps_per_seed"] == 512
   for name in ("gym_return", "seals_return", "task_return", "healthy_fraction",
@@ -366,6 +366,7 @@ def test_arms_reports_every_score_per_seed_and_saves_each_arms_config(tmp_path):
   from rlhp_jax import experiment
   cfg = experiment.load_experiment(str(tmp_path / "preferences" / "config.json"))
   assert cfg.reward_source == "preferences" and cfg.run.num_seeds == 2
+  assert cfg.run.seed == 3     # --first-seed: seeds 3 and 4, whatever the experiment's run.seed
   assert os.path.getsize(tmp_path / "arms_curves.png") > 1000
   # the share of seeds meeting the main job's bar, seed by seed from the scores above
   bar = arm["upright_bar"]
