@@ -4,6 +4,9 @@ that a healthy step is worth 3.6 m/s of speed, what the main job's task prices i
 ``hopper_seals_reward_baseline.py`` (worth 1 m/s) only the price of health differs.
 
 Run with ``benchmarks/arms.py --arms true``; results in benchmarks/RESULTS.md, session 38.
+
+Session 38, seeds 0-23 (2-core CPU): 21 of 24 meet issue 10's bar, 20 of 24 keep every evaluation
+episode in Gym's range; Gym-rules IQM 1.01 [0.98, 1.04] of PPO on the task's reward (22 and 20).
 """
 
 import dataclasses
