@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from rlhp_jax import compile_cache, experiment, loop, report, stats  # noqa: E402
+from rlhp_jax import compile_cache, config_errors, experiment, loop, report, stats  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARMS = ("preferences", "true", "true_normalized")
@@ -127,7 +127,13 @@ def main(argv=None):
   p.add_argument("--tiny", action="store_true", help="tiny shapes (smoke test)")
   args = p.parse_args(argv)
   logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.INFO)
-  base = experiment.load_experiment(args.experiment)
+  try:   # every arm's config is accepted before anything is written
+    base = experiment.load_experiment(args.experiment)
+    configs = {arm: arm_config(base, arm, args.seeds, args.total_env_steps, args.tiny,
+                               args.first_seed) for arm in args.arms}
+  except config_errors.ConfigError as e:
+    print(f"arms: {e}", file=sys.stderr)
+    return 2
   compile_cache.enable()
   out = args.out or tempfile.mkdtemp(prefix="rlhp-arms-")
   os.makedirs(out, exist_ok=True)
@@ -141,7 +147,7 @@ def main(argv=None):
             "arms": {}}
   curves = {}
   for arm in args.arms:
-    cfg = arm_config(base, arm, args.seeds, args.total_env_steps, args.tiny, args.first_seed)
+    cfg = configs[arm]
     run_dir = os.path.join(out, arm)
     os.makedirs(run_dir, exist_ok=True)
     experiment.save(cfg, os.path.join(run_dir, "config.json"))   # beside every run, as train does
@@ -167,7 +173,8 @@ def main(argv=None):
   with open(os.path.join(out, "arms.json"), "w") as f:
     json.dump(result, f, indent=1)
   print(json.dumps(result, indent=1))
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

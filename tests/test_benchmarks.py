@@ -422,6 +422,15 @@ def test_bar_rates_scores_each_seed_against_every_part_of_the_bar(tmp_path):
   assert 0 < lo < 0.5 < hi < 1
 
 
+def test_arms_refuses_a_bad_seed_in_one_line_and_writes_nothing(tmp_path):
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "arms.py"), "--tiny",
+                        "--first-seed", "-1", "--out", str(tmp_path / "arms")],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2 and "arms: run.seed: must be an integer >= 0" in out.stderr
+  assert "Traceback" not in out.stderr and out.stdout == ""
+  assert not (tmp_path / "arms").exists()
+
+
 def test_bar_rates_names_a_run_without_a_summary(tmp_path):
   out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bar_rates.py"),
                         "--runs", str(tmp_path)], capture_output=True, text=True, timeout=300)
