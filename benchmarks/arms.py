@@ -3,7 +3,7 @@ N seeds vmapped in one compile, reported as IQM and 95% bootstrap intervals over
 
     python benchmarks/arms.py                       # 8 seeds per arm, the main job's budget
     python benchmarks/arms.py --seeds 2 --total-env-steps 65536 --tiny    # smoke test
-    python benchmarks/arms.py --arms true --experiment experiments/X.py --first-seed 8   # seeds 8-15
+    python benchmarks/arms.py --arms true --experiment experiments/X.py --first-seed 8  # seeds 8-15
 
 Arms (``reward_source``):
   * ``preferences``: PPO on the reward ensemble fitted to the synthetic teacher's labels;
@@ -127,53 +127,53 @@ def main(argv=None):
   p.add_argument("--tiny", action="store_true", help="tiny shapes (smoke test)")
   args = p.parse_args(argv)
   logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.INFO)
-  try:   # every arm's config is accepted before anything is written
+
+  def compute():
+    # every arm's config is accepted before anything is written
     base = experiment.load_experiment(args.experiment)
     configs = {arm: arm_config(base, arm, args.seeds, args.total_env_steps, args.tiny,
                                args.first_seed) for arm in args.arms}
-  except config_errors.ConfigError as e:
-    print(f"arms: {e}", file=sys.stderr)
-    return 2
-  compile_cache.enable()
-  out = args.out or tempfile.mkdtemp(prefix="rlhp-arms-")
-  os.makedirs(out, exist_ok=True)
-  result = {"benchmark": "arms", "experiment": base.name, "seeds_per_arm": args.seeds,
-            "eval_action": base.run.eval_action,
-            "returns": "final deterministic evaluation, 10 episodes x 1000 steps per seed; "
-                       "gym_return: Gym's reward until the first unhealthy step; seals_return: "
-                       "forward + 1 per healthy step - 1e-3|a|^2 over 1000 steps; task_return: "
-                       "the fixed-horizon task's own return; gym_length: the step at which Gym's "
-                       "rules would end the episode (its first unhealthy step, 1000 if none)",
-            "arms": {}}
-  curves = {}
-  for arm in args.arms:
-    cfg = configs[arm]
-    run_dir = os.path.join(out, arm)
-    os.makedirs(run_dir, exist_ok=True)
-    experiment.save(cfg, os.path.join(run_dir, "config.json"))   # beside every run, as train does
-    t0 = time.perf_counter()
-    summary = loop.train(cfg, run_dir)    # progress lines go to stderr: stdout is the JSON
-    wall = time.perf_counter() - t0
-    rows = report.MetricsLog(run_dir).rows
-    curves[arm] = rows
-    result["arms"][arm] = {
-        "wall_s": wall, "env_steps_per_seed": summary["env_steps"],
-        "labels_per_seed": summary["labels_per_run"],
-        "equal_labels_per_seed": summary["equal_labels_per_run"],
-        "nonfinite_seeds": summary.get("nonfinite_runs", []),
-        **{name: stats.summarize(summary[key]) for name, key in SCORES.items()}}
-    result["arms"][arm]["upright_bar"] = upright_bar(result["arms"][arm])
-  for name in ("gym_return", "seals_return"):
-    if {"preferences", "true"} <= set(result["arms"]):
-      result[f"preferences_over_true_{name}"] = stats.ratio_ci(
-          result["arms"]["preferences"][name]["per_seed"],
-          result["arms"]["true"][name]["per_seed"])
-  plot(curves, os.path.join(out, "arms_curves.png"))
-  result["out"] = out
-  with open(os.path.join(out, "arms.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  print(json.dumps(result, indent=1))
-  return 0
+    compile_cache.enable()
+    out = args.out or tempfile.mkdtemp(prefix="rlhp-arms-")
+    os.makedirs(out, exist_ok=True)
+    result = {"benchmark": "arms", "experiment": base.name, "seeds_per_arm": args.seeds,
+              "eval_action": base.run.eval_action,
+              "returns": "final deterministic evaluation, 10 episodes x 1000 steps per seed; "
+                         "gym_return: Gym's reward until the first unhealthy step; seals_return: "
+                         "forward + 1 per healthy step - 1e-3|a|^2 over 1000 steps; task_return: "
+                         "the fixed-horizon task's own return; gym_length: the step at which Gym's "
+                         "rules would end the episode (its first unhealthy step, 1000 if none)",
+              "arms": {}}
+    curves = {}
+    for arm in args.arms:
+      cfg = configs[arm]
+      run_dir = os.path.join(out, arm)
+      os.makedirs(run_dir, exist_ok=True)
+      experiment.save(cfg, os.path.join(run_dir, "config.json"))  # beside every run, as train does
+      t0 = time.perf_counter()
+      summary = loop.train(cfg, run_dir)    # progress lines go to stderr: stdout is the JSON
+      wall = time.perf_counter() - t0
+      rows = report.MetricsLog(run_dir).rows
+      curves[arm] = rows
+      result["arms"][arm] = {
+          "wall_s": wall, "env_steps_per_seed": summary["env_steps"],
+          "labels_per_seed": summary["labels_per_run"],
+          "equal_labels_per_seed": summary["equal_labels_per_run"],
+          "nonfinite_seeds": summary.get("nonfinite_runs", []),
+          **{name: stats.summarize(summary[key]) for name, key in SCORES.items()}}
+      result["arms"][arm]["upright_bar"] = upright_bar(result["arms"][arm])
+    for name in ("gym_return", "seals_return"):
+      if {"preferences", "true"} <= set(result["arms"]):
+        result[f"preferences_over_true_{name}"] = stats.ratio_ci(
+            result["arms"]["preferences"][name]["per_seed"],
+            result["arms"]["true"][name]["per_seed"])
+    plot(curves, os.path.join(out, "arms_curves.png"))
+    result["out"] = out
+    with open(os.path.join(out, "arms.json"), "w") as f:
+      json.dump(result, f, indent=1)
+    return result
+
+  return config_errors.print_json_or_refuse("arms", compute)
 
 
 if __name__ == "__main__":

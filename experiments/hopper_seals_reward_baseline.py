@@ -5,9 +5,9 @@ learned rewards do.
 seals' Hopper pays forward progress on every step and +1 per healthy step, with no penalty, so a
 healthy step is worth 1 m/s of speed (``benchmarks/reward_probe.py``'s price). The main job's task
 (``hopper_synthetic.py``) pays nothing outside the range and charges 1 more: v + 2 at speed v, 3.6
-m/s by the probe's fit on the main job's policies; the learned rewards price it at 0.1-1 m/s. Run with ``benchmarks/arms.py --arms true``;
-session 38 (benchmarks/RESULTS.md) compares it with ``hopper_health_priced_baseline.py``, the same
-reward structure with the task's price.
+m/s by the probe's fit on the main job's policies; the learned rewards price it at 0.1-1 m/s.
+Run with ``benchmarks/arms.py --arms true``; session 38 (benchmarks/RESULTS.md) compares it with
+``hopper_health_priced_baseline.py``, the same reward structure with the task's price.
 
 Session 38, seeds 0-23 (2-core CPU): 16 of 24 meet issue 10's bar, 14 of 24 keep every evaluation
 episode in Gym's range (the priced arm: 21 and 20; the main job's preference arm on the same
