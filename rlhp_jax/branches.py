@@ -48,7 +48,8 @@ def rollout(agent, env, params, key: jax.Array, qpos: jax.Array, qvel: jax.Array
       control = applied_action(steer(state.obs, control))
     nxt = step(state, control)
     frag = FragmentPairs(obs=nxt.obs if scored_after else state.obs, action=control,
-                         true_reward=nxt.true_reward, qpos=state.data.qpos, qvel=state.data.qvel)
+                         true_reward=nxt.true_reward, qpos=state.data.qpos, qvel=state.data.qvel,
+                         counted=jnp.ones_like(nxt.true_reward))
     return nxt, frag
 
   _, frags = jax.lax.scan(one_step, start, jax.random.split(k_steps, length))  # leaves [L, N]

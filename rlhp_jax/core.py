@@ -237,12 +237,12 @@ class RLHP:
     learned = self.raw_learned_reward(state.reward, seg.obs, seg.action).mean(0)
     metrics["reward/true_corr"] = reward_model.pearson(learned, seg.true_reward)
     reward_state = self.ensemble.observe(state.reward, seg.obs)
-    member_returns = lambda obs, action: self.ensemble.fragment_returns(
-        reward_state.params, self.ensemble.inputs(reward_state.obs_stats, obs), action)
+    member_returns = lambda obs, action, counted: self.ensemble.fragment_returns(
+        reward_state.params, self.ensemble.inputs(reward_state.obs_stats, obs), action, counted)
     pairs, score, known_ties, partners = fragments.select(
         k_select, seg, p.pairs_per_iteration, p.fragment_length, p.selection, p.oversample,
         member_returns, p.even_margin, p.same_step_pairs, p.random_share, state.archive,
-        p.archive_share, self.branch_fn(new_ppo.params))
+        p.archive_share, self.branch_fn(new_ppo.params), p.min_length)
     archive = state.archive
     if archive is not None:
       archive = fragments.archive_add(archive, jax.random.fold_in(k_select, 2), seg,
@@ -283,8 +283,8 @@ class RLHP:
     k_add, k_train = jax.random.split(query.learn_key)
     answered = valid & query.mask
     buffer = preferences.add(state.buffer, query.pairs.obs, query.pairs.action, label, answered,
-                             query.pairs.true_reward.sum(-1), k_add, rc.validation_fraction,
-                             rc.bootstrap)
+                             query.pairs.counted_reward.sum(-1), k_add, rc.validation_fraction,
+                             rc.bootstrap, query.pairs.counted)
     reward_state, metrics = reward_model.train(self.ensemble, state.reward, buffer, k_train)
     metrics = {k: val for k, val in metrics.items() if not k.endswith("_member")}
     metrics["prefs/skipped"] = jnp.sum(query.mask & ~valid)
@@ -299,7 +299,7 @@ class RLHP:
     if not self.preference_learning:
       return self.true_reward_iteration(state)
     state, query, metrics = self.collect(state)
-    label, valid = teachers.teach(teacher, query.pairs.true_reward, query.teacher_key,
+    label, valid = teachers.teach(teacher, query.pairs.counted_reward, query.teacher_key,
                                   query.mask)
     state, learn_metrics = self.learn(state, query, label, valid)
     return state, metrics.merge(learn_metrics)

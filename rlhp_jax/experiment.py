@@ -124,6 +124,11 @@ class ExperimentConfig:
                 f"{self.labels!r} needs reward_source='preferences'")
       v.require(self.run.num_seeds == 1, "run.num_seeds",
                 "the external driver runs one seed; set --run.num-seeds 1")
+      v.require(self.labels not in ("toloka", "human")
+                or self.prefs.min_length == self.prefs.fragment_length,
+                "prefs.min_fragment_length",
+                f"fragments of varying length are for synthetic labels ({self.labels!r} clips "
+                f"are rendered at one length); leave it None")
 
   @property
   def num_iterations(self) -> int:

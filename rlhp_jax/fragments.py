@@ -42,6 +42,13 @@ class FragmentPairs:
   true_reward: jax.Array  # [N, 2, L] oracle rewards: for synthetic teachers and diagnostics only
   qpos: jax.Array         # [N, 2, L, nq] physical states for rendering the clips
   qvel: jax.Array         # [N, 2, L, nv]
+  counted: jax.Array      # [N, 2, L] 1 for the steps the fragment holds, 0 past its end
+
+  @property
+  def counted_reward(self) -> jax.Array:
+    """The oracle's reward of the steps each fragment holds (0 past its end): what a synthetic
+    teacher sums."""
+    return self.true_reward * self.counted
 
 
 @struct.dataclass
@@ -62,7 +69,7 @@ def init_archive(capacity: int, length: int, obs_size: int, action_size: int, nq
                  nv: int) -> Archive:
   z = lambda *shape: jnp.zeros((capacity, length) + shape)
   return Archive(fragments=FragmentPairs(obs=z(obs_size), action=z(action_size),
-                                         true_reward=z(), qpos=z(nq), qvel=z(nv)),
+                                         true_reward=z(), qpos=z(nq), qvel=z(nv), counted=z()),
                  count=jnp.zeros((), jnp.int32))
 
 
@@ -171,13 +178,37 @@ def _same_step_partner(key, first, step, ok):
 
 def cut(transitions, t0: jax.Array, env: jax.Array, length: int) -> FragmentPairs:
   """Gathers fragments [t0, t0 + length) of env ``env`` from Transition[T, B] (vectorised).
-  Actions are the controls the physics applied (clipped), not the raw policy samples."""
+  Actions are the controls the physics applied (clipped), not the raw policy samples. Every
+  step is counted (``with_lengths`` shortens fragments)."""
   steps = t0[..., None] + jnp.arange(length)          # [N, 2, L]
   envs = jnp.broadcast_to(env[..., None], steps.shape)
   take = lambda x: x[steps, envs]
+  true_reward = take(transitions.true_reward)
   return FragmentPairs(obs=take(transitions.obs), action=applied_action(take(transitions.action)),
-                       true_reward=take(transitions.true_reward), qpos=take(transitions.qpos),
-                       qvel=take(transitions.qvel))
+                       true_reward=true_reward, qpos=take(transitions.qpos),
+                       qvel=take(transitions.qvel), counted=jnp.ones_like(true_reward))
+
+
+def with_lengths(key: jax.Array, pairs: FragmentPairs, min_length: int) -> FragmentPairs:
+  """``pairs`` ([N, 2, L]) with each fragment's length drawn uniformly from min_length .. L,
+  independently per fragment: a fragment of length l holds its first l steps, and the steps
+  past its end are not counted (``counted`` 0), neither by a synthetic teacher nor by the
+  reward model. Unchanged (every step counted) when min_length equals L.
+
+  Why: between two fragments of one length a reward can be shifted by a constant per step
+  without changing any preference, so equal-length labels say nothing about what a step is
+  worth in itself, and the value of a step inside Hopper's healthy range against one outside
+  is bounded only by the exits a policy happens to show (session 19's label audit). A pair of
+  different lengths asks whether the extra steps of the longer one were worth having: the
+  teacher's answer prices a healthy step (v + 1 in the task) against nothing, and a step
+  outside the range (-1) too."""
+  length = pairs.counted.shape[-1]
+  if min_length >= length:
+    return pairs
+  n = pairs.counted.shape[0]
+  held = jax.random.randint(key, (n, 2), min_length, length + 1)
+  counted = (jnp.arange(length) < held[..., None]).astype(pairs.counted.dtype)
+  return pairs.replace(counted=pairs.counted * counted)
 
 
 def disagreement(member_returns: jax.Array) -> jax.Array:
@@ -281,7 +312,7 @@ def keep_with_uniform_picks(score: jax.Array, num_pairs: int, share: float) -> j
 def select(key, transitions, num_pairs: int, length: int, mode: str, oversample: int,
            member_returns_fn, even_margin: float = 0.0, same_step: bool = False,
            random_share: float = 0.0, archive: Archive | None = None,
-           archive_share: float = 0.0, branch_fn=None):
+           archive_share: float = 0.0, branch_fn=None, min_length: int | None = None):
   """Chooses ``num_pairs`` pairs to query from a rollout (Transition[T, B], any leaves with
   obs/action/true_reward/qpos/qvel/done).
 
@@ -294,8 +325,11 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   pair a fragment of the rollout with an archived one (``with_archived_partners``; the starts
   drawn are the same as without). With ``branch_fn`` (key, candidates) -> (candidates,
   branched [N] bool), e.g. ``branches.with_branched_partners`` bound to a policy, a share of
-  the candidates pair a fragment with a branch from its first state.
-  member_returns_fn(obs [M, 2, L, D], action) -> [K, M, 2]. Returns (FragmentPairs
+  the candidates pair a fragment with a branch from its first state. With ``min_length`` below
+  ``length`` every candidate fragment's length is drawn from min_length .. length
+  (``with_lengths``) before it is scored.
+  member_returns_fn(obs [M, 2, L, D], action, counted [M, 2, L]) -> [K, M, 2], the members'
+  returns of the counted steps. Returns (FragmentPairs
   [num_pairs], the ensemble disagreement of the kept pairs [num_pairs], reported whatever the
   mode, the fraction of candidates that were known ties, {"archived": , "branched": } the
   fraction of kept pairs with an archived fragment, with a branch).
@@ -312,7 +346,9 @@ def select(key, transitions, num_pairs: int, length: int, mode: str, oversample:
   from_branch = jnp.zeros((n_cand,), bool)
   if branch_fn is not None:
     cand, from_branch = branch_fn(jax.random.fold_in(key, 3), cand)
-  returns = member_returns_fn(cand.obs, cand.action)
+  if min_length is not None:
+    cand = with_lengths(jax.random.fold_in(key, 4), cand, min_length)
+  returns = member_returns_fn(cand.obs, cand.action, cand.counted)
   spread = disagreement(returns)
   ties = known_ties(returns, even_margin)
   if active:

@@ -38,6 +38,20 @@ class PreferenceConfig:
   had not learned to stay in the healthy range by 2 M steps stayed out of it to the end."""
   fragment_length: int = 25
   """Env steps per fragment (the paper: 1-2 s of clip; the Toloka seed uses 150)."""
+  min_fragment_length: int | None = None
+  """When below ``fragment_length``: each candidate fragment's length is drawn uniformly from
+  this .. ``fragment_length`` (``fragments.with_lengths``), so a pair can set a longer fragment
+  against a shorter one, and both the synthetic teacher and the reward model sum only the steps
+  a fragment holds. Labels on pairs of one length leave a reward's level per step free (a
+  constant per step changes no preference), so what a step inside Hopper's healthy range is
+  worth against one outside is bounded only by the exits the policy shows; a pair of two
+  lengths asks whether the longer one's extra steps were worth having. None (the default):
+  every fragment is ``fragment_length`` long. Synthetic labels only (crowd and human clips are
+  rendered at one length). Measured on the main job (session 39, 5-10 steps, seeds 0-7,
+  benchmarks/RESULTS.md): 0 of 8 seeds meet issue 10's bar (the main job on the same seeds: 4
+  of 8), Gym-rules IQM 0.10 [0.05, 0.41] of the main job's, paired; the learned price of a
+  healthy step stays at 0.19 m/s on seed 0 (the task: 3.9). The labels fix a step's level, but
+  the brief exits are still priced like the healthy steps beside them. Not adopted."""
   selection: Literal["disagreement", "entropy", "information", "random"] = "disagreement"
   """"disagreement": keep the candidate pairs on which the ensemble's members disagree most;
   "entropy": those whose outcome the ensemble's mean prediction is least sure of (nearest 1/2);
@@ -118,6 +132,12 @@ class PreferenceConfig:
               f"must be a share of the run in (0, 1] (1: labels until the end), "
               f"got {self.labels_until!r}")
     v.positive_int(self.fragment_length, "prefs.fragment_length")
+    shortest = self.min_fragment_length
+    v.require(shortest is None or (isinstance(shortest, int) and not isinstance(shortest, bool)
+                                   and 1 <= shortest <= self.fragment_length),
+              "prefs.min_fragment_length",
+              f"must be None (every fragment prefs.fragment_length long) or a whole number of "
+              f"steps in 1 .. prefs.fragment_length ({self.fragment_length}), got {shortest!r}")
     v.one_of(self.selection, ("disagreement", "entropy", "information", "random"),
              "prefs.selection")
     v.positive_int(self.oversample, "prefs.oversample")
@@ -139,6 +159,11 @@ class PreferenceConfig:
               "prefs.branch_share",
               f"with an archive, prefs.archive_share + prefs.branch_share must be at most 1 "
               f"(each takes its own candidates), got {self.archive_share} + {self.branch_share}")
+
+  @property
+  def min_length(self) -> int:
+    """The shortest fragment's length (``fragment_length`` when lengths do not vary)."""
+    return self.fragment_length if self.min_fragment_length is None else self.min_fragment_length
 
   @property
   def initial_labels(self) -> int:
@@ -187,6 +212,7 @@ class PreferenceBuffer:
   is_val: jax.Array       # [C] bool, held out for validation
   weight: jax.Array       # [C, K] bootstrap multiplicity per ensemble member
   oracle_return: jax.Array  # [C, 2] true fragment returns (diagnostics only; never trained on)
+  counted: jax.Array      # [C, 2, L] 1 for the steps each fragment holds (prefs.min_fragment_length)
   count: jax.Array        # [] int32, filled entries (entries [0, count) are valid)
 
   @property
@@ -204,11 +230,11 @@ def init_buffer(capacity: int, length: int, obs_size: int, action_size: int,
       action=jnp.zeros((capacity, 2, length, action_size)),
       label=jnp.zeros((capacity,)), is_val=jnp.zeros((capacity,), bool),
       weight=jnp.zeros((capacity, ensemble_size)), oracle_return=jnp.zeros((capacity, 2)),
-      count=jnp.zeros((), jnp.int32))
+      counted=jnp.ones((capacity, 2, length)), count=jnp.zeros((), jnp.int32))
 
 
 def add(buffer: PreferenceBuffer, obs, action, label, valid, oracle_return, key,
-        validation_fraction: float, bootstrap: bool) -> PreferenceBuffer:
+        validation_fraction: float, bootstrap: bool, counted=None) -> PreferenceBuffer:
   """Appends the ``valid`` pairs of a fixed-size batch (N pairs) in order, without recompiling.
 
   Invalid pairs (not requested, skipped by the teacher, unanswered) are dropped by scattering them
@@ -216,7 +242,7 @@ def add(buffer: PreferenceBuffer, obs, action, label, valid, oracle_return, key,
   ``validation_fraction`` and gets Poisson(1) bootstrap weights, one per member.
 
   Shapes: obs [N, 2, L, D] and action [N, 2, L, A] as the buffer's entries, label [N],
-  valid [N], oracle_return [N, 2]; checked when traced (chex), so a caller that cut fragments
+  valid [N], oracle_return [N, 2], counted [N, 2, L] (None: every step of every fragment); checked when traced (chex), so a caller that cut fragments
   of another length or sent another batch fails here, naming the argument.
   """
   chex.assert_rank(label, 1, custom_message="preferences.add: label must be [N]")
@@ -228,6 +254,10 @@ def add(buffer: PreferenceBuffer, obs, action, label, valid, oracle_return, key,
   chex.assert_shape(valid, (n,), custom_message="preferences.add: valid must be [N]")
   chex.assert_shape(oracle_return, (n, 2),
                     custom_message="preferences.add: oracle_return must be [N, 2]")
+  if counted is None:
+    counted = jnp.ones(obs.shape[:3])
+  chex.assert_shape(counted, obs.shape[:3],
+                    custom_message="preferences.add: counted must be [N, 2, L] like the pairs")
   valid = valid.astype(bool)
   slot = buffer.count + jnp.cumsum(valid) - 1
   slot = jnp.where(valid & (slot < buffer.capacity), slot, buffer.capacity)
@@ -241,6 +271,7 @@ def add(buffer: PreferenceBuffer, obs, action, label, valid, oracle_return, key,
       obs=put(buffer.obs, obs), action=put(buffer.action, action), label=put(buffer.label, label),
       is_val=put(buffer.is_val, is_val), weight=put(buffer.weight, weight),
       oracle_return=put(buffer.oracle_return, oracle_return),
+      counted=put(buffer.counted, counted),
       count=jnp.minimum(buffer.count + jnp.sum(valid), buffer.capacity).astype(jnp.int32))
 
 

@@ -311,16 +311,22 @@ class RewardEnsemble:
     r = (r - r.mean(axes, keepdims=True)) / (r.std(axes, keepdims=True) + 1e-8)
     return r.mean(0)
 
-  def fragment_returns(self, params, obs, action) -> jax.Array:
+  def fragment_returns(self, params, obs, action, counted=None) -> jax.Array:
     """Predicted fragment returns: obs [..., L, D], action [..., L, A] -> [K, ...] (sum over
-    the L axis)."""
+    the L axis of the steps ``counted`` [..., L] marks; None: every step)."""
     chex.assert_equal_shape_prefix([obs, action], obs.ndim - 1, custom_message=(
         "RewardEnsemble.fragment_returns: obs and action must share [..., L]"))
     chex.assert_axis_dimension(obs, -1, self.obs_size, custom_message=(
         f"RewardEnsemble.fragment_returns: obs must end in D = {self.obs_size}"))
     chex.assert_axis_dimension(action, -1, self.action_size, custom_message=(
         f"RewardEnsemble.fragment_returns: action must end in A = {self.action_size}"))
-    return self.member_rewards(params, obs, action).sum(-1)
+    return counted_sum(self.member_rewards(params, obs, action), counted)
+
+
+def counted_sum(rewards: jax.Array, counted=None) -> jax.Array:
+  """A fragment's return: per-step rewards [..., L] summed over the steps ``counted`` [..., L]
+  marks (1 held, 0 past the fragment's end; None: every step)."""
+  return rewards.sum(-1) if counted is None else (rewards * counted).sum(-1)
 
 
 def preference_probability(return_1, return_2, rater_noise):
@@ -358,7 +364,8 @@ def preference_log_probabilities(return_1, return_2, rater_noise: float):
 def member_loss(params, l2, net, batch, weight, rater_noise):
   """One member's loss on a minibatch: Bradley-Terry + l2 * |W|^2 / 2 over the trained weights
   (a fixed prior is neither trained nor shrunk). Returns (loss, nll)."""
-  returns = net.apply(params, batch["obs"], batch["action"]).sum(-1)  # [N, 2]
+  returns = counted_sum(net.apply(params, batch["obs"], batch["action"]),
+                        batch.get("counted"))                               # [N, 2]
   nll = bradley_terry_loss(returns[:, 0], returns[:, 1], batch["label"], weight, rater_noise)
   sq = sum(jnp.sum(w**2) for w in trained_leaves(params))
   return nll + 0.5 * l2 * sq, nll
@@ -402,7 +409,8 @@ def train(ensemble: RewardEnsemble, state: RewardState, buffer, key: jax.Array):
   def member_step(params, opt_state, l2, member_weights, k):
     idx = sampling.weighted_choice(k, member_weights, (cfg.batch_size,))
     batch = {"obs": ensemble.inputs(state.obs_stats, buffer.obs[idx]),
-             "action": buffer.action[idx], "label": buffer.label[idx]}
+             "action": buffer.action[idx], "label": buffer.label[idx],
+             "counted": buffer.counted[idx]}
     weight = jnp.ones((cfg.batch_size,))
     grads, nll = jax.grad(
         lambda p: member_loss(p, l2, ensemble.net, batch, weight, cfg.rater_noise),
@@ -454,7 +462,7 @@ def evaluate(ensemble: RewardEnsemble, params, buffer, member_weight=None,
   train_mask = (buffer.filled() & ~buffer.is_val).astype(jnp.float32)
   val_mask = (buffer.filled() & buffer.is_val).astype(jnp.float32)
   obs = buffer.obs if obs_stats is None else ensemble.inputs(obs_stats, buffer.obs)
-  returns = ensemble.fragment_returns(params, obs, buffer.action)            # [K, C, 2]
+  returns = ensemble.fragment_returns(params, obs, buffer.action, buffer.counted)  # [K, C, 2]
   if member_weight is None:
     member_weight = jnp.broadcast_to(train_mask, returns.shape[:2])
   per_member = jax.vmap(lambda r, w: bradley_terry_loss(r[:, 0], r[:, 1], buffer.label, w,

@@ -283,6 +283,19 @@ def test_config_checks_run_when_the_config_is_built():
   for until in (0, 1.5, True):
     with pytest.raises(ConfigError, match="^prefs.labels_until: must be a share of the run"):
       PreferenceConfig(labels_until=until)
+  for shortest in (0, 11, 2.5, True):
+    with pytest.raises(ConfigError, match=r"^prefs.min_fragment_length: must be None \(every "
+                                          r"fragment prefs.fragment_length long\) or a whole "
+                                          r"number of steps in 1 .. prefs.fragment_length \(10\)"):
+      PreferenceConfig(fragment_length=10, min_fragment_length=shortest)
+  assert PreferenceConfig(fragment_length=10, min_fragment_length=10).min_length == 10
+  assert PreferenceConfig(fragment_length=10).min_length == 10
+  varying = dataclasses.replace(cfg.prefs, min_fragment_length=cfg.prefs.fragment_length - 1)
+  assert dataclasses.replace(cfg, labels="external", prefs=varying).prefs.min_length < 10
+  for crowd in ("human", "toloka"):
+    with pytest.raises(ConfigError, match="^prefs.min_fragment_length: fragments of varying "
+                                          f"length are for synthetic labels \\('{crowd}'"):
+      dataclasses.replace(cfg, labels=crowd, prefs=varying)
   with pytest.raises(ConfigError, match="^run.eval_action: must be one of 'clip_mean', "
                                         "'mean_applied', got 'median'"):
     dataclasses.replace(cfg.run, eval_action="median")

@@ -80,7 +80,7 @@ def coded_pairs(n=40):
   leaf = lambda *s: jnp.broadcast_to(code[:, :, None].reshape(n, 2, 1, *([1] * len(s))),
                                      (n, 2, LENGTH) + s)
   return fragments.FragmentPairs(obs=leaf(11), action=leaf(3), true_reward=leaf(), qpos=leaf(6),
-                                 qvel=leaf(6))
+                                 qvel=leaf(6), counted=jnp.ones((n, 2, LENGTH)))
 
 
 def fake_branch(key, qpos, qvel):
@@ -89,7 +89,7 @@ def fake_branch(key, qpos, qvel):
   start = -qpos[:, 0]
   leaf = lambda *s: jnp.broadcast_to(start.reshape(m, 1, *([1] * len(s))), (m, LENGTH) + s)
   return fragments.FragmentPairs(obs=leaf(11), action=leaf(3), true_reward=leaf(),
-                                 qpos=leaf(6), qvel=leaf(6))
+                                 qpos=leaf(6), qvel=leaf(6), counted=jnp.ones((m, LENGTH)))
 
 
 def test_branched_partners_replace_the_last_share_with_a_branch_from_the_first_fragment():

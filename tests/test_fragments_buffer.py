@@ -32,7 +32,7 @@ def test_cut_gathers_the_right_steps():
 def test_disagreement_selection_keeps_the_most_disputed_pairs():
   tr = fake_transitions()
 
-  def member_returns(obs, action):
+  def member_returns(obs, action, counted=None):
     # member k scores a fragment by k * (sum of codes) mod 7: disagreement varies by pair
     s = obs[..., 0].sum(-1)
     return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
@@ -45,7 +45,7 @@ def test_disagreement_selection_keeps_the_most_disputed_pairs():
                                 everything.true_reward[np.argsort(-np.asarray(all_scores))[:5]])
 
 
-def sine_members(obs, action):
+def sine_members(obs, action, counted=None):
   """Three members whose returns are different smooth functions of a fragment: [3, N, 2]."""
   s = obs[..., 0].sum(-1)
   return jnp.stack([jnp.sin(s * k) * 3 for k in (1.0, 2.0, 3.0)])
@@ -133,7 +133,7 @@ def test_information_selection_skips_the_ties_every_member_calls_even():
                                 everything.true_reward[np.argsort(-gain)[:5]])
 
 
-def fallen_and_sine_members(obs, action):
+def fallen_and_sine_members(obs, action, counted=None):
   """Three members that score every fragment whose time code ends in 0-4 alike (a fallen
   hopper: every member calls a pair of two such fragments an even tie) and the rest by
   different smooth functions: [3, N, 2]."""
@@ -220,7 +220,7 @@ def test_same_step_pairs_start_both_fragments_at_one_episode_step():
   assert (step[:, 0] == step[:, 1]).mean() < 0.2
   # select() passes the clock on when asked to
   tr = fake_transitions(T, B).replace(done=jnp.asarray(done), episode_step=jnp.asarray(clock))
-  members = lambda o, a: jnp.zeros((1,) + o.shape[:2])
+  members = lambda o, a, c=None: jnp.zeros((1,) + o.shape[:2])
   pairs, _, _, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1, members,
                                  same_step=True)
   first_steps = np.asarray(pairs.true_reward)[:, :, 0].astype(int)      # t * 100 + env codes
@@ -256,7 +256,7 @@ def test_fragments_never_straddle_an_episode_reset():
   assert crossing > 0.25
   # the pairs select() hands out obey the same rule
   pairs, _, _, _ = fragments.select(jax.random.PRNGKey(1), tr, 64, L, "random", 1,
-                                 lambda o, a: jnp.zeros((1,) + o.shape[:2]))
+                                 lambda o, a, c: jnp.zeros((1,) + o.shape[:2]))
   steps = np.asarray(pairs.true_reward) // 100        # the time code of each step
   assert (np.diff(steps, axis=-1) == 1).all()
 
@@ -448,3 +448,35 @@ def test_archived_partners_replace_one_side_of_the_share_asked():
     preferences.PreferenceConfig(archive_size=2, pairs_per_iteration=4)
   with pytest.raises(Exception, match="prefs.archive_share"):
     preferences.PreferenceConfig(archive_share=1.5)
+
+
+def test_fragments_of_varying_length_count_their_first_steps():
+  """``with_lengths`` draws each fragment's length from min_length .. L: it holds its first
+  steps (``counted`` 1), the rest count for nothing, and the oracle's reward a synthetic teacher
+  sums is 0 past the end. ``select`` draws them before scoring and hands the scorer ``counted``.
+  At min_length = L nothing changes."""
+  T, B, L = 40, 4, 8
+  tr = fake_transitions(T, B)
+  pairs = fragments.cut(tr, *fragments.sample_starts(jax.random.PRNGKey(0), 500, tr.done, L), L)
+  np.testing.assert_array_equal(pairs.counted, 1.0)
+  assert fragments.with_lengths(jax.random.PRNGKey(1), pairs, L) is pairs
+  short = fragments.with_lengths(jax.random.PRNGKey(1), pairs, 3)
+  counted = np.asarray(short.counted)
+  held = counted.sum(-1)
+  assert set(np.unique(held).astype(int)) == set(range(3, L + 1))    # every length drawn
+  np.testing.assert_array_equal(counted, np.arange(L) < held[..., None])   # a prefix
+  assert not np.array_equal(held[:, 0], held[:, 1])                   # drawn per fragment
+  np.testing.assert_array_equal(short.counted_reward,
+                                np.where(counted > 0, np.asarray(pairs.true_reward), 0.0))
+  np.testing.assert_array_equal(short.obs, pairs.obs)                  # the steps themselves stay
+  seen = {}
+
+  def members(obs, action, counted):
+    seen["counted"] = counted
+    return jnp.stack([(obs[..., 0] * counted).sum(-1)])
+
+  chosen, _, _, _ = fragments.select(jax.random.PRNGKey(2), tr, 16, L, "random", 1, members,
+                                     min_length=3)
+  held = np.asarray(chosen.counted).sum(-1)
+  assert held.min() >= 3 and held.max() <= L and len(np.unique(held)) > 1
+  assert seen["counted"].shape == (16, 2, L)

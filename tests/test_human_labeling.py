@@ -252,7 +252,7 @@ def fake_query(n_pairs=4, asked=3) -> core.Query:
   """A query as the external driver hands it over (numpy leaves), standing still."""
   z = lambda *shape: np.zeros((n_pairs, 2, 8, *shape), np.float32)  # noqa: E731
   pairs = fragments.FragmentPairs(obs=z(11), action=z(3), true_reward=z(), qpos=z(6),
-                                  qvel=z(6))
+                                  qvel=z(6), counted=z() + 1)
   return core.Query(pairs=pairs, mask=np.arange(n_pairs) < asked,
                     disagreement=np.zeros(n_pairs), teacher_key=np.zeros(2, np.uint32),
                     learn_key=np.zeros(2, np.uint32))

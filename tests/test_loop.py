@@ -19,8 +19,9 @@ from support import tiny
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 EXP = os.path.join(ROOT, "experiments", "hopper_synthetic.py")
-# with an archive of earlier fragments, so the drivers' agreement and the resume cover it too
-TINY = tiny.args(1024, True, "--prefs.archive-size", "8")
+# with an archive of earlier fragments and fragments of 5-8 steps, so the drivers' agreement
+# and the resume cover them too
+TINY = tiny.args(1024, True, "--prefs.archive-size", "8", "--prefs.min-fragment-length", "5")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,8 @@ def final_buffer(run_dir, cfg):
   buf = jax.tree.map(lambda x: x[0], state.buffer)
   n = int(buf.count)
   return {"label": np.asarray(buf.label)[:n], "obs": np.asarray(buf.obs)[:n],
+          "counted": np.asarray(buf.counted)[:n],
+          "oracle_return": np.asarray(buf.oracle_return)[:n],
           "is_val": np.asarray(buf.is_val)[:n], "requested": int(np.asarray(state.requested).ravel()[0])}
 
 
@@ -62,6 +65,14 @@ def test_cli_run_leaves_its_files(cli_run):
   rows = [json.loads(line) for line in open(os.path.join(cli_run, "metrics.jsonl"))]
   logged = [r["prefs/equal_labels"] for r in rows if "prefs/equal_labels" in r]
   assert logged and logged[-1] == summary["equal_labels_per_run"]
+  # fragments of 5-8 steps (prefs.min_fragment_length): each holds its first steps, and the
+  # teacher's exact label follows the oracle's return of the steps held, as stored
+  held = stored["counted"].sum(-1)
+  np.testing.assert_array_equal(stored["counted"], np.arange(8) < held[..., None])
+  assert held.min() >= 5 and held.max() <= 8 and len(np.unique(held)) > 1
+  r = stored["oracle_return"]
+  np.testing.assert_array_equal(stored["label"], np.where(r[:, 0] > r[:, 1], 1.0,
+                                                          np.where(r[:, 0] < r[:, 1], 0.0, 0.5)))
   import jax
   software = summary["software"]    # runs are only reproducible under the same packages
   assert software["versions"]["jax"] == jax.__version__ and software["backend"] == "cpu"
@@ -116,6 +127,7 @@ def test_synthetic_and_external_drivers_give_the_same_labels(cli_run, tiny_cfg, 
   external = final_buffer(ext_dir, cfg)
   assert synthetic["requested"] == external["requested"] == 24
   np.testing.assert_array_equal(synthetic["label"], external["label"])
+  np.testing.assert_array_equal(synthetic["counted"], external["counted"])
   # same pairs: the two drivers compile different programs (one scan vs separate calls), so
   # the simulated observations agree to float rounding, not bit for bit; contact dynamics grow
   # that rounding over the run, most in the joint velocities (seen: 0.035 in rad/s)
@@ -136,6 +148,7 @@ def test_resume_continues_bit_for_bit_in_labels(cli_run, tiny_cfg, tmp_path):
   np.testing.assert_array_equal(resumed["label"], uninterrupted["label"])
   np.testing.assert_array_equal(resumed["obs"], uninterrupted["obs"])
   np.testing.assert_array_equal(resumed["is_val"], uninterrupted["is_val"])
+  np.testing.assert_array_equal(resumed["counted"], uninterrupted["counted"])
   rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
   assert [r["chunk"] for r in rows if "steps_per_s" in r] == [0, 1, 2, 3]
 

@@ -418,3 +418,44 @@ def test_randomized_priors_are_fixed_unshrunk_added_and_learned_around():
     moved = jnp.abs(after.params["params"][name]["kernel"] - state.params["params"][name]["kernel"])
     assert float(moved.max()) > 1e-4
   assert float(metrics["reward/val_accuracy"]) > 0.75
+
+
+def test_pairs_of_two_lengths_pin_what_a_step_is_worth():
+  """``prefs.min_fragment_length``: fragments hold their first 2-6 of 6 steps, the teacher sums
+  the steps each holds, and so does the reward model (``counted``). The task is Hopper's in
+  miniature: a healthy step (feature 0 = +1) earns v + 1 (v, feature 1, in [0, 1]), a step
+  outside the range (-1) earns -1. Pairs of one length only fix differences between steps; two
+  lengths also fix each step's worth against nothing, so the learned reward recovers the task's
+  levels in units of its speed slope: a healthy step at v = 0 worth 1, an unhealthy one -1."""
+  k = jax.random.split(jax.random.PRNGKey(3), 6)
+  n, length = 400, 6
+  healthy = jax.random.bernoulli(k[0], 0.7, (n, 2, length)) | jax.random.bernoulli(
+      k[5], 0.5, (n, 2, 1))
+  speed = jax.random.uniform(k[1], (n, 2, length))
+  obs = jnp.zeros((n, 2, length, 11)).at[..., 0].set(jnp.where(healthy, 1.0, -1.0))
+  obs = obs.at[..., 1].set(speed)
+  act = jnp.zeros((n, 2, length, 3))
+  held = jax.random.randint(k[2], (n, 2), 2, length + 1)
+  counted = (jnp.arange(length) < held[..., None]).astype(jnp.float32)
+  true = (jnp.where(healthy, speed + 1.0, -1.0) * counted).sum(-1)
+  label = jnp.where(true[:, 0] > true[:, 1], 1.0, jnp.where(true[:, 0] < true[:, 1], 0.0, 0.5))
+  cfg = rm.RewardModelConfig(ensemble_size=3, steps_per_iteration=600, validation_fraction=0.2,
+                             normalize_inputs=False)
+  ens = rm.RewardEnsemble(cfg, 11, 3)
+  buf = preferences.init_buffer(512, length, 11, 3, 3)
+  buf = preferences.add(buf, obs, act, label, jnp.ones(n, bool), true, k[3], 0.2, True, counted)
+  np.testing.assert_array_equal(buf.counted[:n], counted)
+  state, metrics = jax.jit(lambda s, b, key: rm.train(ens, s, b, key))(
+      ens.init(k[4]), buf, jax.random.PRNGKey(9))
+  assert float(metrics["reward/val_accuracy"]) > 0.9
+  # a fragment's return sums only the steps it holds
+  members = ens.member_rewards(state.params, obs[:4], act[:4])                  # [K, 4, 2, L]
+  np.testing.assert_allclose(ens.fragment_returns(state.params, obs[:4], act[:4], counted[:4]),
+                             (members * counted[:4]).sum(-1), rtol=1e-5)
+  grid = jnp.zeros((3, 11)).at[:, 0].set(jnp.array([1.0, 1.0, -1.0]))
+  grid = grid.at[:, 1].set(jnp.array([0.0, 1.0, 0.5]))
+  still, fast, outside = np.asarray(ens.member_rewards(state.params, grid,
+                                                       jnp.zeros((3, 3))).mean(0))
+  slope = fast - still
+  assert 0.75 < still / slope < 1.25, (still, fast, outside)
+  assert -1.3 < outside / slope < -0.6, (still, fast, outside)

@@ -79,7 +79,8 @@ def scripted_query(num_pairs=4, length=8, asked=(0, 1, 3), seed=0) -> core.Query
   pairs = fragments.FragmentPairs(obs=np.zeros((num_pairs, 2, length, 11)),
                                   action=np.zeros((num_pairs, 2, length, 3)),
                                   true_reward=rng.normal(size=(num_pairs, 2, length)),
-                                  qpos=qpos, qvel=np.zeros_like(qpos))
+                                  qpos=qpos, qvel=np.zeros_like(qpos),
+                                  counted=np.ones((num_pairs, 2, length)))
   return core.Query(pairs=pairs, mask=np.isin(np.arange(num_pairs), asked),
                     disagreement=np.zeros(num_pairs), teacher_key=np.zeros(2, np.uint32),
                     learn_key=np.zeros(2, np.uint32))
