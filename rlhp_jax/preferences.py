@@ -212,7 +212,7 @@ class PreferenceBuffer:
   is_val: jax.Array       # [C] bool, held out for validation
   weight: jax.Array       # [C, K] bootstrap multiplicity per ensemble member
   oracle_return: jax.Array  # [C, 2] true fragment returns (diagnostics only; never trained on)
-  counted: jax.Array      # [C, 2, L] 1 for the steps each fragment holds (prefs.min_fragment_length)
+  counted: jax.Array      # [C, 2, L] 1 for the steps each fragment holds (min_fragment_length)
   count: jax.Array        # [] int32, filled entries (entries [0, count) are valid)
 
   @property
@@ -242,8 +242,9 @@ def add(buffer: PreferenceBuffer, obs, action, label, valid, oracle_return, key,
   ``validation_fraction`` and gets Poisson(1) bootstrap weights, one per member.
 
   Shapes: obs [N, 2, L, D] and action [N, 2, L, A] as the buffer's entries, label [N],
-  valid [N], oracle_return [N, 2], counted [N, 2, L] (None: every step of every fragment); checked when traced (chex), so a caller that cut fragments
-  of another length or sent another batch fails here, naming the argument.
+  valid [N], oracle_return [N, 2], counted [N, 2, L] (None: every step of every fragment);
+  checked when traced (chex), so a caller that cut fragments of another length or sent another
+  batch fails here, naming the argument.
   """
   chex.assert_rank(label, 1, custom_message="preferences.add: label must be [N]")
   n = label.shape[0]
