@@ -299,8 +299,8 @@ class RLHP:
     if not self.preference_learning:
       return self.true_reward_iteration(state)
     state, query, metrics = self.collect(state)
-    label, valid = teachers.teach(teacher, query.pairs.counted_reward, query.teacher_key,
-                                  query.mask)
+    label, valid = teachers.teach(teacher, query.pairs.true_reward, query.teacher_key,
+                                  query.mask, query.pairs.counted)
     state, learn_metrics = self.learn(state, query, label, valid)
     return state, metrics.merge(learn_metrics)
 

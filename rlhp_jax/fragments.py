@@ -46,8 +46,8 @@ class FragmentPairs:
 
   @property
   def counted_reward(self) -> jax.Array:
-    """The oracle's reward of the steps each fragment holds (0 past its end): what a synthetic
-    teacher sums."""
+    """The oracle's reward of the steps each fragment holds (0 past its end): what an exact
+    teacher sums (the oracle returns the buffer stores)."""
     return self.true_reward * self.counted
 
 

@@ -56,8 +56,9 @@ class SyntheticGatherer:
     self._teach = jax.jit(lambda *a: teachers.teach(teacher.params(), *a))
 
   def label(self, query: core.Query, iteration: int):
-    label, valid = self._teach(jnp.asarray(query.pairs.counted_reward),
-                               jnp.asarray(query.teacher_key), jnp.asarray(query.mask))
+    label, valid = self._teach(jnp.asarray(query.pairs.true_reward),
+                               jnp.asarray(query.teacher_key), jnp.asarray(query.mask),
+                               jnp.asarray(query.pairs.counted))
     return np.asarray(label), np.asarray(valid)
 
 

@@ -93,22 +93,29 @@ def stack(configs) -> TeacherParams:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *[c.params() for c in configs])
 
 
-def fragment_return(params: TeacherParams, rewards: jax.Array) -> jax.Array:
-  """Teacher's return of a fragment: rewards [..., L] -> [...], discounted toward the end."""
+def fragment_return(params: TeacherParams, rewards: jax.Array, counted=None) -> jax.Array:
+  """Teacher's return of a fragment: rewards [..., L] -> [...], discounted toward the end.
+  ``counted`` [..., L] (1 for the steps a fragment holds, its first ones; None: all L) sums only
+  those, and a myopic teacher discounts toward each fragment's own last step."""
   length = rewards.shape[-1]
-  weights = params.gamma ** jnp.arange(length - 1, -1, -1, dtype=jnp.float32)
-  return jnp.sum(rewards * weights, axis=-1)
+  if counted is None:
+    return jnp.sum(rewards * params.gamma ** jnp.arange(length - 1, -1, -1, dtype=jnp.float32),
+                   axis=-1)
+  last = jnp.sum(counted, axis=-1, keepdims=True) - 1
+  weights = params.gamma ** jnp.maximum(last - jnp.arange(length, dtype=jnp.float32), 0.0)
+  return jnp.sum(rewards * weights * counted, axis=-1)
 
 
-def teach(params: TeacherParams, rewards: jax.Array, key: jax.Array, mask=None):
+def teach(params: TeacherParams, rewards: jax.Array, key: jax.Array, mask=None, counted=None):
   """Labels a batch of pairs.
 
   rewards: [N, 2, L] oracle rewards of both fragments of each pair; mask: [N] bool, the pairs
-  asked (default all): only they set the scale ``S`` of the skip and equal thresholds.
+  asked (default all): only they set the scale ``S`` of the skip and equal thresholds;
+  counted: [N, 2, L], the steps each fragment holds (``fragment_return``; None: all).
   Returns (label [N] in {0, 0.5, 1}, or in [0, 1] when graded; valid [N] bool; False where the
   teacher skipped).
   """
-  returns = fragment_return(params, rewards)                # [N, 2]
+  returns = fragment_return(params, rewards, counted)       # [N, 2]
   r1, r2 = returns[:, 0], returns[:, 1]
   asked = jnp.ones(r1.shape, bool) if mask is None else jnp.asarray(mask, bool)
   scale = jnp.max(jnp.where(asked[:, None], jnp.abs(returns), 0.0)) + 1e-8

@@ -60,6 +60,26 @@ def test_myopic_weighs_the_end():
   assert float(T.teach(myopic, rewards, KEY)[0][0]) == 1.0
 
 
+def test_a_shorter_fragment_counts_its_own_steps_and_ends_at_its_last():
+  """``counted`` (prefs.min_fragment_length): a fragment holding its first 3 of 5 steps sums
+  only those, and a myopic teacher discounts toward its step 3, not step 5. With every step
+  counted the return is the one without ``counted``."""
+  rewards = jnp.array([[1.0, 2.0, 4.0, 8.0, 16.0]])
+  held = jnp.array([[1.0, 1.0, 1.0, 0.0, 0.0]])
+  exact, myopic = T.PRESETS["exact"].params(), T.TeacherConfig(gamma=0.5).params()
+  np.testing.assert_allclose(T.fragment_return(exact, rewards, held), 7.0)
+  np.testing.assert_allclose(T.fragment_return(myopic, rewards, held), 0.25 + 1.0 + 4.0)
+  for teacher in (exact, myopic):
+    np.testing.assert_array_equal(T.fragment_return(teacher, rewards, jnp.ones_like(rewards)),
+                                  T.fragment_return(teacher, rewards))
+  # a pair: 3 held steps of 3.0 (9) against 5 of 2.0 (10): the longer wins; counting all 5 steps
+  # of the first (15) would have turned the label
+  pair = jnp.stack([jnp.full((1, 5), 3.0), jnp.full((1, 5), 2.0)], 1)
+  counted = jnp.stack([held, jnp.ones((1, 5))], 1)
+  assert float(T.teach(exact, pair, KEY, counted=counted)[0][0]) == 0.0
+  assert float(T.teach(exact, pair, KEY)[0][0]) == 1.0
+
+
 def test_all_six_teachers_in_one_vmapped_call():
   stacked = T.stack(list(T.PRESETS.values()))
   rewards = pairs([3, 1], [1, 3])
