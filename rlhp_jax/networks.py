@@ -29,12 +29,16 @@ class Policy(nn.Module):
 
   ``bounded_mean``: the mean is tanh of the MLP's output, so it stays inside the action box
   [-1, 1] that the env clips samples to; the deterministic policy is then the Gaussian's centre,
-  not the box's corner that an unbounded mean drifts past."""
+  not the box's corner that an unbounded mean drifts past.
+
+  ``min_log_std``: the log std used is max(parameter, min_log_std), so the policy's noise never
+  falls below that floor (None: no floor)."""
 
   hidden: Sequence[int]
   action_size: int
   init_log_std: float = 0.0
   bounded_mean: bool = False
+  min_log_std: float | None = None
 
   @nn.compact
   def __call__(self, obs):
@@ -43,6 +47,8 @@ class Policy(nn.Module):
       mean = jnp.tanh(mean)
     log_std = self.param("log_std", nn.initializers.constant(self.init_log_std),
                          (self.action_size,))
+    if self.min_log_std is not None:
+      log_std = jnp.maximum(log_std, self.min_log_std)
     return mean, jnp.broadcast_to(log_std, mean.shape)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Sequence
 
 import jax
@@ -76,6 +77,13 @@ class PPOConfig:
   policy_hidden: Sequence[int] = (64, 64)
   value_hidden: Sequence[int] = (64, 64)
   init_log_std: float = -0.5
+  min_log_std: float | None = None
+  """A floor under the policy's log std (None: none): the std used to sample, to score actions
+  and in the entropy is max(exp(parameter), exp(min_log_std)), so PPO cannot shrink the training
+  policy's noise below it (the parameter gets no gradient while it is below the floor). The
+  deterministic policy that is evaluated is unchanged. Against a policy that settles early: the
+  main job's seed 0 on an AVX-512 host (session 40) stands still from 1.1 M env steps on while
+  its entropy keeps falling, from 2.76 nats at the start to -0.76 (std 0.19 per dimension)."""
   bounded_mean: bool = False
   """The policy's mean is tanh of the network's output, inside the action box [-1, 1]. Off, the
   mean is unbounded and the deterministic policy evaluated is clip(mean): where the mean has
@@ -113,6 +121,11 @@ class PPOConfig:
     v.require(0 <= self.reset_at < 1, "ppo.reset_at",
               f"must be in [0, 1) (0: never), got {self.reset_at!r}")
     v.positive(self.reward_scale, "ppo.reward_scale")
+    v.require(self.min_log_std is None or (isinstance(self.min_log_std, (int, float))
+                                           and not isinstance(self.min_log_std, bool)
+                                           and math.isfinite(self.min_log_std)),
+              "ppo.min_log_std", f"must be a finite number or null (no floor), "
+              f"got {self.min_log_std!r}")
     for name in ("policy_hidden", "value_hidden"):
       sizes = getattr(self, name)
       v.require(len(sizes) > 0 and all(isinstance(s, int) and s > 0 for s in sizes),
@@ -172,7 +185,7 @@ class Agent:
     self.obs_size = obs_size
     self.total_updates = max(total_updates, 1)
     self.policy_net = networks.Policy(cfg.policy_hidden, action_size, cfg.init_log_std,
-                                     cfg.bounded_mean)
+                                     cfg.bounded_mean, cfg.min_log_std)
     self.value_net = networks.Value(cfg.value_hidden)
     lr = (optax.linear_schedule(cfg.learning_rate, 0.0, self.total_updates)
           if cfg.anneal_lr else cfg.learning_rate)

@@ -99,6 +99,53 @@ def test_bounded_mean_keeps_the_deterministic_action_inside_the_box():
                              rtol=1e-5)
 
 
+def test_min_log_std_floors_the_training_noise_and_leaves_the_deterministic_policy():
+  # Same parameters with the log-std parameter pushed to -3: the plain agent samples with std
+  # e^-3, the floored one (min_log_std=-1) with e^-1, in sampling, log-probs and the entropy;
+  # the parameter below the floor gets no gradient. Above the floor the two agree exactly, and
+  # the deterministic action never depends on the floor.
+  cfg = ppo.PPOConfig(num_envs=4, unroll_length=8, num_minibatches=1, policy_hidden=(8,),
+                      value_hidden=(8,), normalize_observations=False)
+  plain = ppo.Agent(cfg, obs_size=11, action_size=3)
+  floored = ppo.Agent(dataclasses.replace(cfg, min_log_std=-1.0), obs_size=11, action_size=3)
+  params = plain.init(jax.random.PRNGKey(0))
+  obs = jax.random.normal(jax.random.PRNGKey(1), (4096, 11))
+  # above the floor (init -0.5): the same distribution to the last bit
+  for a, b in zip(plain.distribution(params, obs), floored.distribution(params, obs)):
+    np.testing.assert_array_equal(a, b)
+  low = params.replace(policy=jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.full_like(x, -3.0) if "log_std" in jax.tree_util.keystr(path) else x,
+      params.policy))
+  mean_p, log_std_p = plain.distribution(low, obs)
+  mean_f, log_std_f = floored.distribution(low, obs)
+  np.testing.assert_array_equal(mean_p, mean_f)
+  np.testing.assert_allclose(log_std_p, -3.0)
+  np.testing.assert_allclose(log_std_f, -1.0)
+  np.testing.assert_array_equal(plain.deterministic_action(low, obs),
+                                floored.deterministic_action(low, obs))
+  key = jax.random.PRNGKey(2)
+  a_p, lp_p = plain.act(low, obs, key)
+  a_f, lp_f = floored.act(low, obs, key)
+  np.testing.assert_allclose(np.std(np.asarray(a_f - mean_f)), np.exp(-1.0), rtol=0.03)
+  np.testing.assert_allclose(np.std(np.asarray(a_p - mean_p)), np.exp(-3.0), rtol=0.03)
+  np.testing.assert_allclose(lp_f, networks.gaussian_log_prob(a_f, mean_f, -1.0 + 0 * mean_f),
+                             rtol=1e-5)
+  batch = ppo.Batch(obs=obs[:32], action=a_f[:32], log_prob=lp_f[:32],
+                    advantage=jax.random.normal(jax.random.PRNGKey(3), (32,)),
+                    target=jnp.zeros(32))
+  _, m_f = ppo.ppo_loss(low, batch, agent=floored)
+  np.testing.assert_allclose(m_f["ppo/entropy"],
+                             float(networks.gaussian_entropy(-1.0 + jnp.zeros(3))), rtol=1e-5)
+  grad_log_std = lambda agent: jax.tree.leaves({
+      k: v for k, v in jax.grad(lambda p: ppo.ppo_loss(p, batch, agent=agent)[0])(low)
+      .policy["params"].items() if "log_std" in k})[0]
+  assert float(jnp.abs(grad_log_std(plain)).sum()) > 0.0
+  np.testing.assert_array_equal(grad_log_std(floored), 0.0)
+  for bad in (float("nan"), float("inf"), "low", True):
+    with pytest.raises(ConfigError, match="ppo.min_log_std"):
+      ppo.PPOConfig(min_log_std=bad)
+
+
 def test_bounds_cost_charges_the_mean_past_the_box_and_pulls_it_back():
   # Same parameters scaled so the mean leaves [-1, 1]; the loss with bounds_cost differs from
   # the plain loss by exactly bounds_cost * mean(sum max(|mean| - 1, 0)^2), and a few Adam steps
