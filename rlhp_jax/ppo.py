@@ -83,7 +83,11 @@ class PPOConfig:
   policy's noise below it (the parameter gets no gradient while it is below the floor). The
   deterministic policy that is evaluated is unchanged. Against a policy that settles early: the
   main job's seed 0 on an AVX-512 host (session 40) stands still from 1.1 M env steps on while
-  its entropy keeps falling, from 2.76 nats at the start to -0.76 (std 0.19 per dimension)."""
+  its entropy keeps falling, from 2.76 nats at the start to -0.76 (std 0.19 per dimension).
+  Measured at -1.0 (std 0.37; session 40, benchmarks/RESULTS.md): that seed's training policy
+  shuffles forward under the floor's noise, but its deterministic policy falls (seals-style
+  423, Gym-rules 362, healthy 0.22, against 1067 / 1067 / 1.00 standing); on the vmapped seeds
+  0-7 the floor never binds (entropy stays above 1.7 nats). Not adopted."""
   bounded_mean: bool = False
   """The policy's mean is tanh of the network's output, inside the action box [-1, 1]. Off, the
   mean is unbounded and the deterministic policy evaluated is clip(mean): where the mean has

@@ -71,25 +71,40 @@ CPU_FEATURES = ("avx2", "avx512f", "fma")
 differently on another host. Session 30 ran the commit of session 27's main-job run (seed 0,
 the same package versions) to Gym-rules 3540 where session 27 had got 128; the host is the
 likeliest difference, and summaries before session 30 did not name it."""
+CPU_FEATURE_PREFIXES = ("avx512", "amx", "avx_vnni")
+"""Every flag with one of these prefixes is recorded too. Sessions 39 and 40 ran the same
+commit on two hosts that both report "AMD EPYC" with avx2, avx512f and fma (session 40: family
+25, model 17, with avx512_bf16, avx512_vnni and more), and seed 0 ended at 946 / 86 on one and
+1067 / 1067 on the other (seals-style / Gym-rules): three features could not tell them apart."""
+
+
+def parse_cpuinfo(text: str) -> dict:
+  """The first processor's model name, family, model number and stepping, and which vector
+  extensions it has: ``CPU_FEATURES`` and every flag starting with ``CPU_FEATURE_PREFIXES``
+  (sorted). Fields missing from ``text`` are empty strings."""
+  first = text.split("\n\n", 1)[0]
+  field = lambda name: next((line.split(":", 1)[1].strip() for line in first.splitlines()
+                             if line.split(":", 1)[0].strip() == name), "")
+  flags = set(field("flags").split())
+  extra = sorted(f for f in flags if f.startswith(CPU_FEATURE_PREFIXES) and f not in CPU_FEATURES)
+  return {"model": field("model name"), "family": field("cpu family"),
+          "model_number": field("model"), "stepping": field("stepping"),
+          "features": [f for f in CPU_FEATURES if f in flags] + extra}
 
 
 def host_cpu() -> dict:
-  """The host's CPU model and which of ``CPU_FEATURES`` it has (from /proc/cpuinfo; empty
-  where that is missing)."""
+  """``parse_cpuinfo`` of this host's /proc/cpuinfo (empty where that is missing)."""
   try:
     with open("/proc/cpuinfo") as f:
-      info = f.read()
+      return parse_cpuinfo(f.read())
   except OSError:
     return {}
-  field = lambda name: next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                             if line.split(":", 1)[0].strip() == name), "")
-  flags = set(field("flags").split())
-  return {"model": field("model name"), "features": [f for f in CPU_FEATURES if f in flags]}
 
 
 def software() -> dict:
-  """What computed the run: the backend, its device count, the host CPU and the versions of
-  ``VERSIONED_PACKAGES`` (None where a package is missing)."""
+  """What computed the run: the backend, its device count, the host CPU, the ``XLA_FLAGS`` it
+  ran under (e.g. ``--xla_cpu_max_isa``, which changes the code XLA:CPU emits) and the versions
+  of ``VERSIONED_PACKAGES`` (None where a package is missing)."""
   from importlib import metadata
 
   import jax
@@ -100,7 +115,7 @@ def software() -> dict:
     except metadata.PackageNotFoundError:
       versions[name] = None
   return {"backend": jax.default_backend(), "devices": jax.device_count(), "cpu": host_cpu(),
-          "versions": versions}
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "versions": versions}
 
 
 def summarize(cfg, ev, *, env_steps: int, labels_per_run, last_row: dict, teacher_configs,
