@@ -128,14 +128,14 @@ def test_min_log_std_floors_the_training_noise_and_leaves_the_deterministic_poli
   a_f, lp_f = floored.act(low, obs, key)
   np.testing.assert_allclose(np.std(np.asarray(a_f - mean_f)), np.exp(-1.0), rtol=0.03)
   np.testing.assert_allclose(np.std(np.asarray(a_p - mean_p)), np.exp(-3.0), rtol=0.03)
-  np.testing.assert_allclose(lp_f, networks.gaussian_log_prob(a_f, mean_f, -1.0 + 0 * mean_f),
-                             rtol=1e-5)
+  floor = jnp.full_like(mean_f, -1.0)
+  np.testing.assert_allclose(lp_f, networks.gaussian_log_prob(a_f, mean_f, floor), rtol=1e-5)
   batch = ppo.Batch(obs=obs[:32], action=a_f[:32], log_prob=lp_f[:32],
                     advantage=jax.random.normal(jax.random.PRNGKey(3), (32,)),
                     target=jnp.zeros(32))
   _, m_f = ppo.ppo_loss(low, batch, agent=floored)
   np.testing.assert_allclose(m_f["ppo/entropy"],
-                             float(networks.gaussian_entropy(-1.0 + jnp.zeros(3))), rtol=1e-5)
+                             float(networks.gaussian_entropy(jnp.full(3, -1.0))), rtol=1e-5)
   grad_log_std = lambda agent: jax.tree.leaves({
       k: v for k, v in jax.grad(lambda p: ppo.ppo_loss(p, batch, agent=agent)[0])(low)
       .policy["params"].items() if "log_std" in k})[0]
